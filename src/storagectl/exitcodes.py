@@ -10,6 +10,7 @@ Code   Name                Meaning
 3      INVALID_INVENTORY   The inventory is missing, cannot be parsed or lacks what is needed.
 4      LAB_ERROR           ``lab up|status|down`` could not do its job.
 64     USAGE               Bad command line (argparse errors, no inventory given or found).
+70     INTERNAL_ERROR      A bug in storagectl (set STORAGECTL_DEBUG=1 for the traceback).
 130    INTERRUPTED         Stopped by Ctrl-C (128 + SIGINT, as shells report it).
 =====  ==================  =====================================================================
 """
@@ -28,4 +29,5 @@ class RC(IntEnum):
     INVALID_INVENTORY = 3
     LAB_ERROR = 4
     USAGE = 64
+    INTERNAL_ERROR = 70
     INTERRUPTED = 130

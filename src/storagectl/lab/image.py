@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -10,7 +9,7 @@ import time
 from pathlib import Path
 
 from storagectl.lab.errors import LabError
-from storagectl.lab.proc import Progress, elapsed, run, succeeds, watch
+from storagectl.lab.proc import Progress, elapsed, run, spawn, succeeds, watch
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -30,7 +29,7 @@ ROOTFS = CACHE_DIR / f"rootfs-{SUITE}"
 PARTIAL_PREFIX = f"rootfs-{SUITE}.partial-"
 IMAGE = f"localhost/storagectl-lab:{SUITE}"
 #: Bump when ``prepare_rootfs`` changes: an image with another revision is imported again.
-IMAGE_REVISION = "1"
+IMAGE_REVISION = "2"
 REVISION_LABEL = "storagectl.lab.revision"
 
 DEBOOTSTRAP_TIMEOUT = 30 * 60.0
@@ -58,20 +57,29 @@ def ensure_image(progress: Progress) -> str:
     if image_revision() == IMAGE_REVISION:
         progress(f"==> image {IMAGE}: cached")
         return IMAGE
+    outdated = image_id()
     if ROOTFS.is_dir():
         progress(f"==> root filesystem {ROOTFS}: cached")
     else:
         build_rootfs(progress)
     prepare_rootfs(ROOTFS)
     import_image(ROOTFS, progress)
+    if outdated:  # an image of an older revision, now untagged; kept while containers use it
+        run(["podman", "image", "rm", outdated], check=False)
     return IMAGE
+
+
+def image_id() -> str | None:
+    """The ID of the image ``IMAGE`` names, or None when there is none."""
+    result = run(["podman", "image", "inspect", "--format", "{{.Id}}", IMAGE], check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def image_revision() -> str | None:
     """The revision label of the podman image, or None when there is no such image."""
     if not succeeds(["podman", "image", "exists", IMAGE]):
         return None
-    fmt = "{{index .Labels \"" + REVISION_LABEL + "\"}}"
+    fmt = '{{index .Labels "' + REVISION_LABEL + '"}}'
     result = run(["podman", "image", "inspect", "--format", fmt, IMAGE], check=False)
     return result.stdout.strip() if result.returncode == 0 else None
 
@@ -95,12 +103,10 @@ def build_rootfs(progress: Progress) -> None:
     partial = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=CACHE_DIR))
     log = CACHE_DIR / "debootstrap.log"
     start = time.monotonic()
-    progress(f"==> debootstrap {SUITE} into {ROOTFS} (about 3 minutes; log in {log})")
+    progress(f"==> debootstrap {SUITE} into {ROOTFS} (1.5 to 3 minutes; log in {log})")
     try:
         with log.open("wb") as out:
-            proc = subprocess.Popen(
-                debootstrap_command(partial), stdout=out, stderr=subprocess.STDOUT
-            )
+            proc = spawn(debootstrap_command(partial), stdout=out, stderr=subprocess.STDOUT)
             watch([proc], log=log, progress=progress, timeout=DEBOOTSTRAP_TIMEOUT)
         partial.rename(ROOTFS)
     except BaseException:
@@ -150,15 +156,17 @@ def prepare_rootfs(root: Path) -> None:
     dropin.write_text(SSH_HOSTKEYS_DROPIN, encoding="utf-8")
     for key in (root / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
-    # An empty machine-id: systemd gives each machine its own at boot.
+    # An empty machine-id: systemd gives each machine its own at first boot (from podman's
+    # container_uuid), unless it finds D-Bus's id, which dbus's postinst put in the image.
     (root / "etc" / "machine-id").write_text("", encoding="utf-8")
+    _symlink(root / "var" / "lib" / "dbus" / "machine-id", "/etc/machine-id")
     (root / "etc" / "storagectl-lab-revision").write_text(IMAGE_REVISION + "\n", encoding="utf-8")
 
 
 def _symlink(link: Path, target: str) -> None:
     """Make ``link`` a symlink to ``target``, replacing whatever is there."""
     link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() and os.readlink(link) == target:
+    if link.is_symlink() and str(link.readlink()) == target:
         return
     if link.is_symlink() or link.exists():
         link.unlink()
@@ -171,13 +179,13 @@ def import_image(root: Path, progress: Progress) -> None:
     start = time.monotonic()
     progress(f"==> podman import {IMAGE} (about 20 s)")
     with log.open("wb") as out:
-        tar = subprocess.Popen(
+        tar = spawn(
             ["tar", "--numeric-owner", "-C", str(root), "-c", "."],
             stdout=subprocess.PIPE,
             stderr=out,
         )
         assert tar.stdout is not None  # noqa: S101 - set by stdout=PIPE
-        podman = subprocess.Popen(
+        podman = spawn(
             [
                 "podman",
                 "import",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from storagectl.lab.errors import LabError
 
@@ -16,7 +20,7 @@ HEARTBEAT_SECONDS = 15.0
 
 
 def run(
-    args: Sequence[str], *, check: bool = True, timeout: float = 120.0, input_text: str | None = None
+    args: Sequence[str], *, check: bool = True, timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
     """Run ``args`` and capture its output; with ``check`` a failure becomes a ``LabError``."""
     try:
@@ -26,7 +30,6 @@ def run(
             text=True,
             timeout=timeout,
             check=False,
-            input=input_text,
         )
     except subprocess.TimeoutExpired as err:
         raise LabError(
@@ -89,28 +92,52 @@ def watch(
     """
     start = time.monotonic()
     deadline = start + timeout
-    beats = int(timeout // HEARTBEAT_SECONDS) + 2
-    for _ in range(beats):
-        if all(proc.poll() is not None for proc in procs):
-            break
-        if time.monotonic() >= deadline:
-            break
-        try:
-            procs[-1].wait(timeout=min(HEARTBEAT_SECONDS, max(0.1, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            progress(f"    ... {elapsed(start)}: {last_line(log)}")
+    try:
+        for _ in range(int(timeout // HEARTBEAT_SECONDS) + 2):
+            if all(proc.poll() is not None for proc in procs) or time.monotonic() >= deadline:
+                break
+            try:
+                procs[-1].wait(
+                    timeout=min(HEARTBEAT_SECONDS, max(0.1, deadline - time.monotonic()))
+                )
+            except subprocess.TimeoutExpired:
+                progress(f"    ... {elapsed(start)}: {last_line(log)}")
+    except BaseException:  # Ctrl-C: never leave a child writing into what the caller removes
+        _kill(procs)
+        raise
     _finish(procs, log=log, start=start)
+
+
+def _kill(procs: Sequence[subprocess.Popen[bytes]]) -> bool:
+    """Stop those of ``procs`` still running, with their children, and reap them all.
+
+    The processes run in sessions of their own (see ``spawn``), so their process group holds
+    their children too (debootstrap's dpkg). Returns whether any was still running.
+    """
+    running = [proc for proc in procs if proc.poll() is None]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+        try:
+            for proc in running:
+                proc.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    for proc in procs:
+        proc.wait(timeout=30)
+    return bool(running)
+
+
+def spawn(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start ``args`` in a session of its own, so ``watch`` can stop it and its children."""
+    return subprocess.Popen(list(args), start_new_session=True, **kwargs)
 
 
 def _finish(procs: Sequence[subprocess.Popen[bytes]], *, log: Path, start: float) -> None:
     """Kill what still runs after the wait, then turn any failure into a ``LabError``."""
-    timed_out = False
-    for proc in procs:
-        if proc.poll() is None:
-            timed_out = True
-            proc.kill()
-        proc.wait(timeout=30)
-    if timed_out:
+    if _kill(procs):
         raise LabError(
             f"`{_name(procs)}` was stopped after {elapsed(start)}: see {log}, then run again."
         )

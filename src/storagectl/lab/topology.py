@@ -1,0 +1,121 @@
+"""Lab topologies: which machines a topology has, their addresses, racks and Ansible groups.
+
+Edit ``TOPOLOGY_GROUPS`` to change which groups a kind of machine joins.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from storagectl.lab.errors import LabError
+
+TOPOLOGIES: tuple[str, ...] = ("dev", "ha")
+
+SUBNET = ipaddress.IPv4Network("10.213.0.0/24")
+#: Storage host ``i`` (from 1) gets ``SUBNET[STORAGE_BASE + i]``; edge host ``i`` likewise.
+STORAGE_BASE = 10
+EDGE_BASE = 100
+MAX_STORAGE_HOSTS = EDGE_BASE - STORAGE_BASE - 1
+MIN_HA_STORAGE_HOSTS = 3
+
+#: Every group the inventory declares, in order; groups a topology leaves out stay empty.
+GROUPS: tuple[str, ...] = (
+    "seaweedfs_master",
+    "seaweedfs_volume",
+    "seaweedfs_filer",
+    "seaweedfs_s3",
+    "etcd",
+    "postgres",
+    "haproxy",
+    "redis",
+    "rustfs",
+    "juicefs_client",
+)
+
+# fmt: off
+#: topology -> kind of machine -> groups each machine of that kind joins.
+TOPOLOGY_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "dev": {
+        "storage": ("seaweedfs_master", "seaweedfs_volume", "seaweedfs_filer", "seaweedfs_s3"),
+    },
+    "ha": {
+        "storage": ("seaweedfs_master", "seaweedfs_volume", "seaweedfs_filer",
+                    "etcd", "postgres", "redis"),
+        "edge":    ("haproxy", "seaweedfs_s3", "juicefs_client"),
+    },
+}
+# fmt: on
+
+#: Variables that differ per topology (written to group_vars/all/lab.yml).
+TOPOLOGY_VARS: dict[str, dict[str, str]] = {
+    "dev": {"seaweedfs_default_replica_placement": "000"},
+    "ha": {"seaweedfs_default_replica_placement": "001"},
+}
+
+DATA_CENTER = "dc1"
+RACKS: tuple[str, ...] = ("rack1", "rack2")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """One lab machine as a topology defines it."""
+
+    name: str
+    address: str
+    kind: str
+    rack: str
+    groups: tuple[str, ...] = field(default=())
+
+    @property
+    def container(self) -> str:
+        """The podman container's name."""
+        return f"storagectl-{self.name}"
+
+
+def validate(topology: str, storage_hosts: int) -> None:
+    """Raise ``LabError`` unless ``topology`` and ``storage_hosts`` make a lab."""
+    if topology not in TOPOLOGIES:
+        raise LabError(f"Unknown topology {topology!r}: use one of {', '.join(TOPOLOGIES)}.")
+    if topology == "ha" and not MIN_HA_STORAGE_HOSTS <= storage_hosts <= MAX_STORAGE_HOSTS:
+        raise LabError(
+            f"The ha topology needs {MIN_HA_STORAGE_HOSTS} to {MAX_STORAGE_HOSTS} storage hosts: "
+            f"pass a storage host count in that range (got {storage_hosts})."
+        )
+
+
+def storage_count(topology: str, storage_hosts: int) -> int:
+    """How many storage hosts ``topology`` has (dev always has one)."""
+    return 1 if topology == "dev" else storage_hosts
+
+
+def machines(topology: str, storage_hosts: int = 3) -> list[MachineSpec]:
+    """The machines of ``topology``: storage hosts first, then edge hosts."""
+    validate(topology, storage_hosts)
+    kinds = TOPOLOGY_GROUPS[topology]
+    specs = [
+        MachineSpec(
+            name=f"lab-{topology}-{i}",
+            address=str(SUBNET[STORAGE_BASE + i]),
+            kind="storage",
+            rack=RACKS[(i - 1) % len(RACKS)],
+            groups=kinds["storage"],
+        )
+        for i in range(1, storage_count(topology, storage_hosts) + 1)
+    ]
+    if "edge" in kinds:
+        specs.append(
+            MachineSpec(
+                name="lab-edge-1",
+                address=str(SUBNET[EDGE_BASE + 1]),
+                kind="edge",
+                rack=RACKS[0],
+                groups=kinds["edge"],
+            )
+        )
+    return specs
+
+
+def group_members(specs: list[MachineSpec]) -> dict[str, list[str]]:
+    """Every group of ``GROUPS`` with the names of its members (possibly none), in order."""
+    return {group: [s.name for s in specs if group in s.groups] for group in GROUPS}

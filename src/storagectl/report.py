@@ -1,0 +1,182 @@
+"""Render check results: a table for people, one JSON document for machines, JUnit XML for CI.
+
+The JSON document (``--format json``) is the only thing written to stdout in that mode::
+
+    {
+      "ok": false,
+      "summary": {"total": 8, "passed": 7, "failed": 1, "duration": 1.234,
+                  "components": {"seaweedfs": {"passed": 7, "failed": 1}}},
+      "checks": [
+        {"name": "filer health", "component": "seaweedfs", "ok": true, "detail": "HTTP 200",
+         "fix": "", "endpoint": "http://10.0.0.1:8888/healthz", "duration": 0.004,
+         "host": "lab-dev-1"},
+        ...
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+from xml.etree import ElementTree as ET
+
+from storagectl.checks.base import CheckResult
+
+__all__ = ["print_report", "render_json", "render_table", "summarise", "wants_color", "write_junit"]
+
+_GREEN = "\033[32m"
+_RED = "\033[31m"
+_BOLD = "\033[1m"
+_RESET = "\033[0m"
+
+
+def summarise(results: Sequence[CheckResult]) -> dict[str, Any]:
+    """Counts of passed/failed results, overall and per component, and the longest duration."""
+    components: dict[str, dict[str, int]] = {}
+    for result in results:
+        counts = components.setdefault(result.component, {"passed": 0, "failed": 0})
+        counts["passed" if result.ok else "failed"] += 1
+    passed = sum(1 for r in results if r.ok)
+    return {
+        "total": len(results),
+        "passed": passed,
+        "failed": len(results) - passed,
+        "duration": round(max((r.duration for r in results), default=0.0), 3),
+        "components": components,
+    }
+
+
+def wants_color(stream: TextIO) -> bool:
+    """Colour only for a terminal, and never when NO_COLOR is set."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+
+def _where(result: CheckResult) -> str:
+    if result.host and result.endpoint and result.endpoint not in ("cluster", result.host):
+        return f"{result.host} {result.endpoint}"
+    return result.host or result.endpoint or "-"
+
+
+def render_table(results: Sequence[CheckResult], *, color: bool = False) -> str:
+    """Results grouped by component: STATUS, CHECK, HOST/ENDPOINT, DETAIL; a fix line under
+    each failure; then ``N passed, M failed``."""
+    if not results:
+        return "No checks apply to this inventory.\n0 passed, 0 failed\n"
+    headers = ("STATUS", "CHECK", "HOST / ENDPOINT", "DETAIL")
+    rows = [("OK" if r.ok else "FAIL", r.name, _where(r), r.detail) for r in results]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:3])]
+
+    def line(cells: Sequence[str], status_color: str = "") -> str:
+        status = cells[0].ljust(widths[0])
+        if status_color:
+            status = f"{status_color}{status}{_RESET}"
+        rest = [cells[1].ljust(widths[1]), cells[2].ljust(widths[2]), cells[3]]
+        return "  ".join([status, *rest]).rstrip()
+
+    out: list[str] = []
+    components: list[str] = []
+    for result in results:
+        if result.component not in components:
+            components.append(result.component)
+    for component in components:
+        title = f"== {component} =="
+        out.append(f"{_BOLD}{title}{_RESET}" if color else title)
+        out.append(line(headers))
+        for result, row in zip(results, rows, strict=True):
+            if result.component != component:
+                continue
+            out.append(line(row, (_GREEN if result.ok else _RED) if color else ""))
+            if not result.ok and result.fix:
+                out.append(f"{' ' * (widths[0] + 2)}fix: {result.fix}")
+        out.append("")
+    summary = summarise(results)
+    tail = f"{summary['passed']} passed, {summary['failed']} failed"
+    if color:
+        tail = f"{_GREEN if not summary['failed'] else _RED}{tail}{_RESET}"
+    out.append(tail)
+    return "\n".join(out) + "\n"
+
+
+def render_json(results: Sequence[CheckResult], **extra: Any) -> str:
+    """The single JSON document of ``--format json`` (``extra`` keys are added at top level)."""
+    summary = summarise(results)
+    document: dict[str, Any] = {
+        "ok": summary["failed"] == 0,
+        "summary": summary,
+        "checks": [r.to_dict() for r in results],
+    }
+    document.update(extra)
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def write_junit(
+    results: Sequence[CheckResult], path: str | Path, *, suite: str = "storagectl verify"
+) -> None:
+    """Write JUnit XML: one ``<testsuite>`` per component, one ``<testcase>`` per result."""
+    summary = summarise(results)
+    root = ET.Element(
+        "testsuites",
+        name=suite,
+        tests=str(summary["total"]),
+        failures=str(summary["failed"]),
+        errors="0",
+        time=f"{sum(r.duration for r in results):.3f}",
+    )
+    by_component: dict[str, list[CheckResult]] = {}
+    for result in results:
+        by_component.setdefault(result.component, []).append(result)
+    for component, members in by_component.items():
+        testsuite = ET.SubElement(
+            root,
+            "testsuite",
+            name=component,
+            tests=str(len(members)),
+            failures=str(sum(1 for r in members if not r.ok)),
+            errors="0",
+            skipped="0",
+            time=f"{sum(r.duration for r in members):.3f}",
+        )
+        for result in members:
+            name = f"{result.name} [{result.host}]" if result.host else result.name
+            case = ET.SubElement(
+                testsuite,
+                "testcase",
+                classname=f"storagectl.{component}.{result.name.replace(' ', '_')}",
+                name=name,
+                time=f"{result.duration:.3f}",
+            )
+            if not result.ok:
+                failure = ET.SubElement(case, "failure", message=result.detail, type="CheckFailed")
+                failure.text = "\n".join(
+                    part
+                    for part in (
+                        f"endpoint: {result.endpoint}" if result.endpoint else "",
+                        f"detail: {result.detail}",
+                        f"fix: {result.fix}" if result.fix else "",
+                    )
+                    if part
+                )
+            else:
+                ET.SubElement(case, "system-out").text = result.detail
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tree.write(target, encoding="utf-8", xml_declaration=True)
+
+
+def print_report(
+    results: Sequence[CheckResult], fmt: str = "table", stream: TextIO | None = None
+) -> None:
+    """Print ``results`` as ``table`` or ``json`` to ``stream`` (stdout by default)."""
+    out = stream or sys.stdout
+    if fmt == "json":
+        out.write(render_json(results))
+    else:
+        out.write(render_table(results, color=wants_color(out)))
+    out.flush()

@@ -1,0 +1,361 @@
+"""Unit tests of the lab's topology, inventory and bookkeeping: no root, no podman."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from storagectl.lab import TOPOLOGIES, LabError, image, machines, network, prereq, state
+from storagectl.lab import topology as topo
+from storagectl.lab.inventory import SSH_COMMON_ARGS, lab_vars, write_inventory
+from storagectl.lab.lifecycle import check_compatible
+
+ROOT = "/checkout"
+
+
+def names(specs: list[topo.MachineSpec]) -> list[str]:
+    """The machine names of ``specs``."""
+    return [s.name for s in specs]
+
+
+# --- topology -------------------------------------------------------------------------------
+
+
+def test_topologies_are_dev_and_ha() -> None:
+    assert TOPOLOGIES == ("dev", "ha")
+    assert set(topo.TOPOLOGY_GROUPS) == set(TOPOLOGIES) == set(topo.TOPOLOGY_VARS)
+
+
+def test_group_table_only_names_known_groups() -> None:
+    for kinds in topo.TOPOLOGY_GROUPS.values():
+        for groups in kinds.values():
+            assert set(groups) <= set(topo.GROUPS)
+
+
+def test_dev_is_one_host_in_the_seaweedfs_groups() -> None:
+    (dev,) = topo.machines("dev", storage_hosts=7)  # dev ignores the storage host count
+    assert (dev.name, dev.address, dev.container) == (
+        "lab-dev-1",
+        "10.213.0.11",
+        "storagectl-lab-dev-1",
+    )
+    assert set(dev.groups) == {
+        "seaweedfs_master",
+        "seaweedfs_volume",
+        "seaweedfs_filer",
+        "seaweedfs_s3",
+    }
+
+
+def test_ha_has_storage_hosts_and_one_edge_host() -> None:
+    specs = topo.machines("ha", 3)
+    assert names(specs) == ["lab-ha-1", "lab-ha-2", "lab-ha-3", "lab-edge-1"]
+    assert [s.address for s in specs] == [
+        "10.213.0.11",
+        "10.213.0.12",
+        "10.213.0.13",
+        "10.213.0.101",
+    ]
+    storage, edge = specs[:3], specs[3]
+    for spec in storage:
+        assert set(spec.groups) == {
+            "seaweedfs_master",
+            "seaweedfs_volume",
+            "seaweedfs_filer",
+            "etcd",
+            "postgres",
+            "redis",
+        }
+    assert set(edge.groups) == {"haproxy", "seaweedfs_s3", "juicefs_client"}
+
+
+def test_ha_racks_alternate() -> None:
+    specs = topo.machines("ha", 5)
+    assert [s.rack for s in specs if s.kind == "storage"] == [
+        "rack1",
+        "rack2",
+        "rack1",
+        "rack2",
+        "rack1",
+    ]
+
+
+def test_every_address_is_unique_and_in_the_lab_subnet() -> None:
+    specs = topo.machines("ha", topo.MAX_STORAGE_HOSTS)
+    addresses = [ipaddress.ip_address(s.address) for s in specs]
+    assert len(set(addresses)) == len(addresses)
+    assert all(a in topo.SUBNET for a in addresses)
+    assert str(topo.SUBNET[1]) not in {s.address for s in specs}  # the bridge's gateway
+
+
+@pytest.mark.parametrize(("name", "count"), [("ha", 2), ("ha", 0), ("ha", 90), ("prod", 3)])
+def test_bad_topologies_are_refused(name: str, count: int) -> None:
+    with pytest.raises(LabError):
+        topo.machines(name, count)
+
+
+def test_group_members_lists_every_group_even_empty_ones() -> None:
+    members = topo.group_members(topo.machines("dev"))
+    assert list(members) == list(topo.GROUPS)
+    assert members["etcd"] == []
+    assert members["seaweedfs_master"] == ["lab-dev-1"]
+
+
+# --- inventory ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_secrets() -> dict[str, str]:
+    """Fixed credentials for inventory tests."""
+    return {"seaweedfs_s3_access_key": "A" * 20, "seaweedfs_s3_secret_key": "b" * 40}
+
+
+def read_yaml(path: Path) -> dict:
+    """Parse a YAML file."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_ha_inventory(tmp_path: Path, s3_secrets: dict[str, str]) -> None:
+    inv = tmp_path / "inventories" / "lab"
+    key = tmp_path / "id_ed25519"
+    specs = topo.machines("ha", 3)
+    assert write_inventory(inv, topology="ha", specs=specs, key=key, s3_secrets=s3_secrets) == inv
+
+    hosts = read_yaml(inv / "hosts.yml")["all"]
+    assert hosts["vars"] == {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(key.resolve()),
+        "ansible_ssh_common_args": SSH_COMMON_ARGS,
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+    assert hosts["hosts"]["lab-ha-2"] == {
+        "ansible_host": "10.213.0.12",
+        "storage_address": "10.213.0.12",
+        "seaweedfs_data_center": "dc1",
+        "seaweedfs_rack": "rack2",
+    }
+    assert list(hosts["children"]) == list(topo.GROUPS)
+    assert hosts["children"]["rustfs"] == {}
+    assert list(hosts["children"]["etcd"]["hosts"]) == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
+    assert list(hosts["children"]["haproxy"]["hosts"]) == ["lab-edge-1"]
+
+    lab = read_yaml(inv / "group_vars" / "all" / "lab.yml")
+    assert lab["seaweedfs_default_replica_placement"] == "001"
+    assert lab["seaweedfs_binary_source"] == "controller"
+    assert (lab["seaweedfs_volume_size_limit_mb"], lab["seaweedfs_volume_max"]) == (64, 50)
+    assert (inv / "group_vars" / "all" / "lab.yml").read_text().startswith("# Generated by")
+
+    secrets_file = inv / "group_vars" / "all" / "secrets.yml"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert read_yaml(secrets_file) == s3_secrets
+
+
+def test_dev_inventory_overwrites_the_previous_one(
+    tmp_path: Path, s3_secrets: dict[str, str]
+) -> None:
+    inv = tmp_path / "lab"
+    key = tmp_path / "k"
+    write_inventory(inv, topology="ha", specs=topo.machines("ha"), key=key, s3_secrets=s3_secrets)
+    (inv / "stray.yml").write_text("x: 1\n")
+    write_inventory(inv, topology="dev", specs=topo.machines("dev"), key=key, s3_secrets=s3_secrets)
+    assert not (inv / "stray.yml").exists()
+    assert list(read_yaml(inv / "hosts.yml")["all"]["hosts"]) == ["lab-dev-1"]
+    assert read_yaml(inv / "group_vars/all/lab.yml")["seaweedfs_default_replica_placement"] == "000"
+
+
+def test_ansible_reads_the_inventory(tmp_path: Path, s3_secrets: dict[str, str]) -> None:
+    tool = Path(sys.executable).parent / "ansible-inventory"
+    if not tool.exists():
+        pytest.skip("ansible-inventory is not installed next to this Python")
+    inv = tmp_path / "lab"
+    write_inventory(
+        inv, topology="ha", specs=topo.machines("ha"), key=tmp_path / "k", s3_secrets=s3_secrets
+    )
+    out = subprocess.run(
+        [str(tool), "-i", str(inv), "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        timeout=120,
+    ).stdout
+    listing = json.loads(out)
+    assert sorted(listing["seaweedfs_master"]["hosts"]) == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
+    edge = listing["_meta"]["hostvars"]["lab-edge-1"]
+    assert edge["ansible_host"] == "10.213.0.101"
+    assert edge["seaweedfs_s3_access_key"] == "A" * 20
+    assert edge["seaweedfs_default_replica_placement"] == "001"
+
+
+def test_controller_binaries_are_absolute_paths() -> None:
+    values = lab_vars("dev")
+    for name in ("seaweedfs_controller_binary", "juicefs_controller_binary"):
+        assert Path(values[name]).is_absolute()
+
+
+# --- state: key, secrets, state.json --------------------------------------------------------
+
+
+def test_secrets_are_generated_once(tmp_path: Path) -> None:
+    first = state.ensure_secrets(tmp_path / ".lab")
+    assert re.fullmatch(r"[A-Z0-9]{20}", first["seaweedfs_s3_access_key"])
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", first["seaweedfs_s3_secret_key"])
+    assert state.ensure_secrets(tmp_path / ".lab") == first
+    assert stat.S_IMODE((tmp_path / ".lab" / "secrets.yml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / ".lab").stat().st_mode) == 0o700
+
+
+def test_state_round_trip(tmp_path: Path) -> None:
+    assert state.read_state(tmp_path) is None
+    state.write_state(tmp_path, {"topology": "dev", "storage_hosts": 1})
+    assert state.read_state(tmp_path) == {"topology": "dev", "storage_hosts": 1}
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_key_is_generated_once(tmp_path: Path) -> None:
+    key = state.ensure_key(tmp_path)
+    first = key.read_bytes()
+    assert key.with_name("id_ed25519.pub").read_text().startswith("ssh-ed25519 ")
+    assert state.ensure_key(tmp_path).read_bytes() == first
+
+
+# --- refusing to mix labs -------------------------------------------------------------------
+
+
+def container(name: str, root: str = ROOT) -> machines.Container:
+    """A fake lab container."""
+    return machines.Container(name=name, state="running", labels={"storagectl.lab.root": root})
+
+
+def compatible(
+    recorded: dict | None, existing: list[machines.Container], name: str, n: int
+) -> None:
+    """Run ``check_compatible`` for topology ``name`` with ``n`` storage hosts."""
+    count = topo.storage_count(name, n)
+    check_compatible(
+        recorded,
+        existing,
+        topology_name=name,
+        storage_hosts=count,
+        specs=topo.machines(name, n),
+        project_root=ROOT,
+    )
+
+
+def test_same_topology_is_reused() -> None:
+    compatible(
+        {"topology": "dev", "storage_hosts": 1}, [container("storagectl-lab-dev-1")], "dev", 3
+    )
+    compatible(None, [], "ha", 3)
+
+
+def test_other_topology_is_refused_with_the_fix() -> None:
+    with pytest.raises(LabError, match="storagectl lab down"):
+        compatible({"topology": "dev", "storage_hosts": 1}, [], "ha", 3)
+    with pytest.raises(LabError, match="storagectl lab down"):
+        compatible({"topology": "ha", "storage_hosts": 3}, [], "ha", 5)
+
+
+def test_foreign_machines_are_refused() -> None:
+    with pytest.raises(LabError, match="lab-ha-1"):
+        compatible(None, [container("storagectl-lab-ha-1")], "dev", 1)
+    with pytest.raises(LabError, match="/elsewhere"):
+        compatible(None, [container("storagectl-lab-dev-1", root="/elsewhere")], "dev", 1)
+
+
+# --- network --------------------------------------------------------------------------------
+
+
+def test_overlapping_routes() -> None:
+    table = [
+        {"dst": "default", "dev": "eth0"},
+        {"dst": "192.0.2.0/24", "dev": "eth0"},
+        {"dst": "10.213.0.0/24", "dev": "cni-podman1"},
+        {"dst": "10.0.0.0/8", "dev": "tun0"},
+        {"dst": "10.213.0.77", "dev": "wg0"},
+    ]
+    found = network.overlapping_routes(table, topo.SUBNET, own_dev="cni-podman1")
+    assert found == ["10.0.0.0/8 dev tun0", "10.213.0.77 dev wg0"]
+    assert network.overlapping_routes(table[:2], topo.SUBNET, None) == []
+
+
+# --- prerequisites --------------------------------------------------------------------------
+
+
+def test_not_root_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prereq.os, "geteuid", lambda: 1000)
+    with pytest.raises(LabError, match="run as root"):
+        prereq.check_prerequisites()
+
+
+def test_missing_tools_name_the_setup_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prereq.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(prereq.shutil, "which", lambda tool: None if tool == "runc" else "/x")
+    with pytest.raises(LabError, match=r"runc.*scripts/setup\.sh"):
+        prereq.check_prerequisites()
+
+
+# --- image and machine command lines --------------------------------------------------------
+
+
+def test_debootstrap_command() -> None:
+    cmd = image.debootstrap_command(Path("/srv/root"))
+    assert cmd[:2] == ["debootstrap", "--variant=minbase"]
+    assert "openssh-server" in cmd[2]
+    assert "systemd-sysv" in cmd[2]
+    assert cmd[-3:] == ["bookworm", "/srv/root", "http://deb.debian.org/debian"]
+
+
+def test_prepare_rootfs(tmp_path: Path) -> None:
+    (tmp_path / "etc" / "ssh").mkdir(parents=True)
+    (tmp_path / "etc" / "ssh" / "ssh_host_ed25519_key").write_text("shared")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "var" / "lib" / "dbus").mkdir(parents=True)
+    (tmp_path / "var" / "lib" / "dbus" / "machine-id").write_text("0" * 32)
+    for _ in range(2):  # idempotent
+        image.prepare_rootfs(tmp_path)
+    assert stat.S_IMODE((tmp_path / "root" / ".ssh").stat().st_mode) == 0o700
+    system = tmp_path / "etc" / "systemd" / "system"
+    assert (system / "multi-user.target.wants" / "ssh.service").is_symlink()
+    assert str((system / "apt-daily.timer").readlink()) == "/dev/null"
+    assert not (tmp_path / "etc" / "ssh" / "ssh_host_ed25519_key").exists()
+    assert (tmp_path / "etc" / "machine-id").read_text() == ""
+    assert str((tmp_path / "var/lib/dbus/machine-id").readlink()) == "/etc/machine-id"
+
+
+def test_run_command() -> None:
+    specs = topo.machines("ha", 3)
+    cmd = machines.run_command(
+        specs[1],
+        image="localhost/storagectl-lab:bookworm",
+        public_key=Path("/k.pub"),
+        labels={"topology": "ha"},
+        peers=specs,
+    )
+    assert cmd[:4] == ["podman", "--runtime", "runc", "run"]
+    for flag in ("--privileged", "--systemd=always"):
+        assert flag in cmd
+    joined = " ".join(cmd)
+    assert "--network storagectl-lab --ip 10.213.0.12" in joined
+    assert "--hostname lab-ha-2 --name storagectl-lab-ha-2" in joined
+    assert "--label storagectl.lab=1" in joined
+    assert "/k.pub:/root/.ssh/authorized_keys:ro" in joined
+    assert "--add-host lab-ha-1:10.213.0.11" in joined
+    assert "--add-host lab-ha-2:" not in joined
+    assert cmd.count("--ulimit") == 2
+    assert cmd[-1] == "localhost/storagectl-lab:bookworm"
+
+
+def test_ulimits_never_exceed_what_is_wanted() -> None:
+    limits = machines.ulimits()
+    assert set(limits) == {"nofile", "nproc"}
+    assert all(0 < limits[k] <= machines.ULIMITS[k] for k in limits)

@@ -1,0 +1,123 @@
+"""Report shapes: the table people read, the JSON document and the JUnit XML machines read."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from storagectl.checks.base import CheckResult
+from storagectl.report import print_report, render_json, render_table, summarise, write_junit
+
+RESULTS = [
+    CheckResult(
+        "master leader",
+        "seaweedfs",
+        True,
+        "leader 10.0.0.1:9333 (m1), agreed by 3 master(s)",
+        endpoint="cluster",
+        duration=0.012,
+    ),
+    CheckResult(
+        "filer health",
+        "seaweedfs",
+        False,
+        "HTTP 503",
+        fix="systemctl status seaweedfs-filer on f1; journalctl -u seaweedfs-filer there.",
+        endpoint="http://10.0.0.5:8888/healthz",
+        duration=0.5,
+        host="f1",
+    ),
+    CheckResult("replication", "postgres", True, "2 streaming replicas", host="pg1"),
+]
+
+
+def test_table_groups_by_component_and_ends_with_the_summary() -> None:
+    table = render_table(RESULTS)
+    lines = table.splitlines()
+    assert lines[0] == "== seaweedfs =="
+    assert lines[1].split() == ["STATUS", "CHECK", "HOST", "/", "ENDPOINT", "DETAIL"]
+    assert lines[2].startswith("OK ")
+    assert "master leader" in lines[2]
+    assert lines[3].startswith("FAIL ")
+    assert "f1 http://10.0.0.5:8888/healthz" in lines[3]
+    assert lines[3].endswith("HTTP 503")
+    assert lines[4].strip() == f"fix: {RESULTS[1].fix}"
+    assert "== postgres ==" in lines
+    assert lines[-1] == "2 passed, 1 failed"
+    assert "\033[" not in table
+
+
+def test_table_columns_line_up() -> None:
+    lines = [line for line in render_table(RESULTS).splitlines() if line[:2] in ("OK", "FA")]
+    starts = {line.index("HTTP 503") for line in lines if "HTTP 503" in line}
+    details = {line.index(r.detail) for r in RESULTS[:2] for line in lines if r.detail in line}
+    assert len(details) == 1, details
+    assert starts <= details
+
+
+def test_table_colour_is_opt_in() -> None:
+    assert "\033[31m" in render_table(RESULTS, color=True)
+
+
+def test_empty_table() -> None:
+    assert render_table([]).splitlines()[-1] == "0 passed, 0 failed"
+
+
+def test_json_document_shape() -> None:
+    document = json.loads(render_json(RESULTS))
+    assert set(document) == {"ok", "summary", "checks"}
+    assert document["ok"] is False
+    assert document["summary"] == {
+        "total": 3,
+        "passed": 2,
+        "failed": 1,
+        "duration": 0.5,
+        "components": {
+            "seaweedfs": {"passed": 1, "failed": 1},
+            "postgres": {"passed": 1, "failed": 0},
+        },
+    }
+    assert document["checks"][1] == {
+        "name": "filer health",
+        "component": "seaweedfs",
+        "ok": False,
+        "detail": "HTTP 503",
+        "fix": RESULTS[1].fix,
+        "endpoint": "http://10.0.0.5:8888/healthz",
+        "duration": 0.5,
+        "host": "f1",
+    }
+    assert json.loads(render_json(RESULTS[:1]))["ok"] is True
+
+
+def test_print_report_json_is_only_json() -> None:
+    stream = io.StringIO()
+    print_report(RESULTS, "json", stream)
+    assert json.loads(stream.getvalue())["summary"]["failed"] == 1
+
+
+def test_summary_counts() -> None:
+    assert summarise(RESULTS)["failed"] == 1
+    assert summarise([])["total"] == 0
+
+
+def test_junit_xml(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "verify.xml"
+    write_junit(RESULTS, target)
+    root = ET.fromstring(target.read_bytes())  # noqa: S314 - our own file, just written
+    assert root.tag == "testsuites"
+    assert root.get("tests") == "3"
+    assert root.get("failures") == "1"
+    suites = {s.get("name"): s for s in root.findall("testsuite")}
+    assert set(suites) == {"seaweedfs", "postgres"}
+    cases = suites["seaweedfs"].findall("testcase")
+    assert [c.get("name") for c in cases] == ["master leader", "filer health [f1]"]
+    assert cases[0].find("failure") is None
+    failure = cases[1].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "HTTP 503"
+    assert "fix: systemctl status seaweedfs-filer" in (failure.text or "")
+    assert cases[1].get("classname") == "storagectl.seaweedfs.filer_health"
+    assert float(cases[1].get("time") or 0) == 0.5
