@@ -14,6 +14,7 @@ Every Ansible run of storagectl goes through :class:`PlaybookRunner`:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -46,6 +47,10 @@ _RUNNER_STATS = {
     "ignored": "ignored",
 }
 DEFAULT_ROTATE_ARTIFACTS = 30
+# Seconds ansible-playbook gets to stop after SIGINT before ansible-runner SIGKILLs it.
+CANCEL_GRACE_SECONDS = 10.0
+# How often ansible-runner polls cancel_callback (its default, 5 s, makes Ctrl-C feel stuck).
+POLL_SECONDS = 0.5
 
 
 class RunnerError(Exception):
@@ -92,7 +97,7 @@ def _host_stats(raw: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
 
 def _result_message(res: Mapping[str, Any]) -> str:
     """The most useful one-line explanation in a task result."""
-    for key in ("msg", "stderr", "reason", "module_stderr", "stdout"):
+    for key in ("msg", "censored", "stderr", "reason", "module_stderr", "stdout"):
         value = res.get(key)
         if value:
             text = str(value).strip()
@@ -104,6 +109,27 @@ def _result_message(res: Mapping[str, Any]) -> str:
             if isinstance(item, Mapping) and item.get("failed"):
                 return _result_message(item)
     return "failed (no message; see the artifacts)"
+
+
+def _ansible_children() -> list[int]:
+    """PIDs of this process's ansible-playbook children (read from /proc; Linux only)."""
+    me = os.getpid()
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # Fields after the parenthesised command name: state, ppid, ...
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid != me:
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"ansible-playbook" in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 class _Progress:
@@ -194,6 +220,7 @@ class PlaybookRunner:
         self.quiet = quiet
         self.out = out or sys.stdout
         self._cancel = threading.Event()
+        self._kill_after: float | None = None
 
     # --- environment and command ---------------------------------------------------------
 
@@ -246,6 +273,25 @@ class PlaybookRunner:
         """Ask the running playbook to stop (safe from any thread or a signal handler)."""
         self._cancel.set()
 
+    def _cancel_requested(self) -> bool:
+        """ansible-runner's cancel_callback: interrupt first, kill only after a grace period.
+
+        ansible-runner cancels by SIGKILLing the process group of ansible-playbook, but
+        ansible-core 2.19 workers call setsid() and would survive it, still running their
+        task. So ansible-playbook first gets SIGINT (what Ctrl-C in a terminal sends), which
+        makes it stop its workers and exit; the SIGKILL follows only if it has not exited
+        within CANCEL_GRACE_SECONDS.
+        """
+        if not self._cancel.is_set():
+            return False
+        now = time.monotonic()
+        if self._kill_after is None:
+            self._kill_after = now + CANCEL_GRACE_SECONDS
+            for pid in _ansible_children():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGINT)
+        return now >= self._kill_after
+
     @contextmanager
     def _sigint_cancels(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
@@ -253,8 +299,11 @@ class PlaybookRunner:
             return
 
         def handler(signum: int, frame: FrameType | None) -> None:
+            if self._cancel.is_set():
+                self._kill_after = 0.0  # a second Ctrl-C: do not wait for a clean stop
+                return
             if not self.quiet:
-                self.out.write("\nInterrupted: stopping ansible-playbook...\n")
+                self.out.write("\nInterrupted: stopping ansible-playbook (Ctrl-C again to kill)\n")
                 self.out.flush()
             self.cancel()
 
@@ -290,6 +339,7 @@ class PlaybookRunner:
         if not playbook_path.is_file():
             raise RunnerError(f"playbook {playbook_path} does not exist")
         self._cancel.clear()
+        self._kill_after = None
         progress = _Progress(self.out, quiet=self.quiet, verbosity=verbosity)
         ident = self.new_ident()
         args = self.cmdline(
@@ -325,7 +375,8 @@ class PlaybookRunner:
             "suppress_env_files": True,  # never write the env (vault file, secrets) to disk
             "fact_cache_type": "jsonfile",
             "event_handler": on_event,
-            "cancel_callback": self._cancel.is_set,
+            "cancel_callback": self._cancel_requested,
+            "settings": {"pexpect_timeout": POLL_SECONDS},
         }
         try:
             with self._sigint_cancels():
@@ -334,8 +385,11 @@ class PlaybookRunner:
             raise RunnerError(f"cannot run ansible-playbook: {exc}") from exc
 
         artifact_dir = Path(runner.config.artifact_dir)
+        status = str(runner.status)
+        if self._cancel.is_set() and status != "successful":
+            status = "canceled"  # ansible-playbook exited on our SIGINT before any SIGKILL
         result = RunResult(
-            status=str(runner.status),
+            status=status,
             rc=int(runner.rc if runner.rc is not None else -1),
             stats=_host_stats(runner.stats),
             artifact_dir=artifact_dir,

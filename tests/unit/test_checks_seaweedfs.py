@@ -100,7 +100,7 @@ def test_unknown_volume_server_is_named(
     assert [(r.host, r.ok) for r in results] == [("node1", True), ("ghost-volume", False)]
     ghost = results[1]
     assert f"127.0.0.2:{weed.volume_port} is not a data node" in ghost.detail
-    assert "systemctl status seaweedfs-volume on ghost-volume" in ghost.fix
+    assert "on ghost-volume: systemctl status seaweedfs-volume" in ghost.fix
 
 
 def test_wrong_rack_is_reported(weed_inventory: MakeInventory, project_root: Path) -> None:
@@ -125,7 +125,7 @@ def test_missing_masters_break_the_leader_check(
     assert not statuses["m2"].ok
     assert "connection refused" in statuses["m2"].detail
     assert statuses["m2"].endpoint == f"http://127.0.0.3:{weed.master_port}/cluster/status"
-    assert "seaweedfs-master on m2" in statuses["m2"].fix
+    assert "on m2: systemctl status seaweedfs-master" in statuses["m2"].fix
     (leader,) = by_name(results, "master leader")
     assert not leader.ok
     assert "2 of 3 master(s) did not answer" in leader.detail
@@ -144,7 +144,7 @@ def test_unreachable_filer_fails_quickly(
         (result,) = by_name(results, name)
         assert not result.ok
         assert "connection refused" in result.detail
-        assert "seaweedfs-filer on node1" in result.fix
+        assert "on node1: systemctl status seaweedfs-filer" in result.fix
         assert str(closed) in result.endpoint
 
 

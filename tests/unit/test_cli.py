@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 import pytest
 
 from storagectl import __version__, cli
 from storagectl.exitcodes import RC
+
+if TYPE_CHECKING:
+    from conftest import WeedServer
 
 MakeInventory = Callable[..., Path]
 
@@ -186,16 +190,16 @@ def test_verify_failure_exit_code_and_fix(
     assert out.splitlines()[-1] == "6 passed, 1 failed"
 
 
-def test_verify_extra_vars_and_limit(
-    weed_inventory: MakeInventory, capsys: pytest.CaptureFixture[str]
+def test_verify_honours_extra_vars_and_limit(
+    weed: WeedServer, weed_inventory: MakeInventory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    inventory = weed_inventory(host_vars={"seaweedfs_s3_secret_key": "wrong"})
-    argv = [
-        "verify",
-        "-i",
-        str(inventory),
-        "-e",
-        "seaweedfs_s3_secret_key=storagectl-test-secret-0123456789",
-    ]
-    assert cli.main([*argv, "--format", "json"]) == RC.OK
-    assert json.loads(capsys.readouterr().out)["ok"] is True
+    inventory = weed_inventory(
+        host_vars={"seaweedfs_s3_secret_key": "wrong"},
+        extra_hosts={"ghost": (["seaweedfs_volume"], {"ansible_host": "127.0.0.2"})},
+    )
+    fixed = f"seaweedfs_s3_secret_key={weed.secret_key}"
+    argv = ["verify", "-i", str(inventory), "-e", fixed, "-l", "node1", "--format", "json"]
+    assert cli.main(argv) == RC.OK  # -e fixes the key, -l leaves the ghost volume out
+    document = json.loads(capsys.readouterr().out)
+    assert document["ok"] is True
+    assert "ghost" not in {c["host"] for c in document["checks"]}

@@ -6,13 +6,17 @@ import io
 import os
 import re
 import sys
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from storagectl.runner import PlaybookRunner, RunnerError, RunResult
+from storagectl.runner import PlaybookRunner, RunnerError, RunResult, _Progress
 
 PLAYBOOK = [
     {
@@ -56,7 +60,6 @@ class Runs:
     marker_text: str
     success: Run
     failure: Run
-    check: Run
 
 
 def _run(runner_project: Path, artifacts: Path, *, quiet: bool = False, **kwargs: object) -> Run:
@@ -65,7 +68,7 @@ def _run(runner_project: Path, artifacts: Path, *, quiet: bool = False, **kwargs
         project_dir=runner_project,
         artifacts_dir=artifacts,
         ansible_config=None,
-        rotate_artifacts=2,
+        rotate_artifacts=1,
         quiet=quiet,
         out=out,
     )
@@ -91,12 +94,19 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     artifacts = project / ".storagectl" / "artifacts"
     marker = project / "marker.txt"
     extra = [f"marker={marker}", "marker_text='hello world'"]
-    success = _run(project, artifacts, extra_vars=extra, skip_tags="other", verbosity=0)
-    failure = _run(project, artifacts, extra_vars=[*extra, '{"fail_on": ["h2"]}'], limit="h1,h2")
+    success = _run(project, artifacts, extra_vars=extra, skip_tags="other")
     marker_text = marker.read_text()
     marker.unlink()
-    check = _run(project, artifacts, extra_vars=extra, check=True, diff=True, quiet=True)
-    return Runs(project, artifacts, marker, marker_text, success, failure, check)
+    # A failing run in check mode: nothing may be written, h2 fails.
+    failure = _run(
+        project,
+        artifacts,
+        extra_vars=[*extra, '{"fail_on": ["h2"]}'],
+        limit="h1,h2",
+        check=True,
+        diff=True,
+    )
+    return Runs(project, artifacts, marker, marker_text, success, failure)
 
 
 def test_successful_run(runs: Runs) -> None:
@@ -130,12 +140,20 @@ def test_extra_vars_reach_the_playbook(runs: Runs) -> None:
     assert runs.marker_text == "hello world\n"  # written by the runs, with -e values
 
 
-def test_check_mode_changes_nothing_and_quiet_prints_nothing(runs: Runs) -> None:
-    assert runs.check.output == ""
+def test_check_mode_changes_nothing(runs: Runs) -> None:
     assert not runs.marker.exists()
-    command = (runs.check.result.artifact_dir / "reproduce.sh").read_text()
+    command = (runs.failure.result.artifact_dir / "reproduce.sh").read_text()
     assert "--check" in command
     assert "--diff" in command
+
+
+def test_quiet_prints_nothing() -> None:
+    out = io.StringIO()
+    progress = _Progress(out, quiet=True, verbosity=0)
+    progress({"event": "playbook_on_play_start", "event_data": {"play": "P"}})
+    progress({"event": "runner_on_failed", "event_data": {"host": "h", "res": {"msg": "x"}}})
+    assert out.getvalue() == ""
+    assert progress.failures[0].message == "x"  # failures are still recorded
 
 
 def test_failed_run_reports_the_failing_task(runs: Runs) -> None:
@@ -154,13 +172,12 @@ def test_failed_run_reports_the_failing_task(runs: Runs) -> None:
 
 
 def test_artifacts_are_kept_rotated_and_reproducible(runs: Runs) -> None:
-    artifact_dir = runs.check.result.artifact_dir
+    artifact_dir = runs.failure.result.artifact_dir
     assert artifact_dir.parent == runs.artifacts
     assert re.fullmatch(r"\d{8}-\d{6}-\d{3}", artifact_dir.name)
     assert (artifact_dir / "stdout").is_file()
-    assert sorted(p.name for p in runs.artifacts.iterdir()) == sorted(
-        {runs.failure.result.artifact_dir.name, artifact_dir.name}
-    )  # rotate_artifacts=2 dropped the oldest run
+    # rotate_artifacts=1 dropped the successful run's artifacts.
+    assert [p.name for p in runs.artifacts.iterdir()] == [artifact_dir.name]
     script = artifact_dir / "reproduce.sh"
     assert os.access(script, os.X_OK)
     text = script.read_text()
@@ -206,3 +223,63 @@ def test_cmdline() -> None:
 def test_missing_playbook(tmp_path: Path) -> None:
     with pytest.raises(RunnerError, match="does not exist"):
         PlaybookRunner(project_dir=tmp_path, artifacts_dir=tmp_path / "a").run("absent.yml")
+
+
+def test_cancel_stops_the_playbook(tmp_path: Path) -> None:
+    (tmp_path / "slow.yml").write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Slow play",
+                    "hosts": "all",
+                    "gather_facts": False,
+                    "tasks": [
+                        # The module's own process outlives a cancel (as with Ctrl-C on
+                        # ansible-playbook), so it must end soon by itself.
+                        {
+                            "name": "Sleep",
+                            "ansible.builtin.command": "sleep 6",
+                            "changed_when": False,
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"h1": local}}}))
+    out = io.StringIO()
+    runner = PlaybookRunner(
+        project_dir=tmp_path, artifacts_dir=tmp_path / "artifacts", ansible_config=None, out=out
+    )
+
+    task_started: list[float] = []
+
+    def cancel_when_sleeping(event: Mapping[str, Any]) -> None:
+        if event.get("event") == "playbook_on_task_start":
+            task_started.append(time.monotonic())
+            threading.Timer(0.5, runner.cancel).start()
+
+    result = runner.run(
+        "slow.yml", inventories=[tmp_path / "hosts.yml"], event_callback=cancel_when_sleeping
+    )
+    assert time.monotonic() - task_started[0] < 5  # SIGINT ended the run before the sleep did
+    assert result.status == "canceled"
+    assert not result.ok
+    assert "Run canceled" in out.getvalue()
+    time.sleep(0.5)
+    leftovers = [
+        p.name
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit()
+        and _cmdline(p).startswith(sys.executable.encode())
+        and str(tmp_path).encode() in _cmdline(p)
+    ]
+    assert leftovers == [], "ansible-playbook processes survived the cancel"
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""

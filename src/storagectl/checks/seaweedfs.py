@@ -84,10 +84,10 @@ def base_url(host: Host, component: str) -> str:
 def _journal_fix(host: Host, component: str, reason: str = "") -> str:
     """A fix sentence pointing at the unit's status and journal on ``host``."""
     unit = UNITS[component]
-    look = f"systemctl status {unit} on {host.name}; journalctl -u {unit} -n 100 there."
+    look = f"on {host.name}: systemctl status {unit}; journalctl -u {unit} -n 100."
     if not reason:
-        return look[0].upper() + look[1:]
-    return f"{reason[0].upper()}{reason[1:]}; {look}"
+        return f"Look {look}"
+    return f"{reason[0].upper()}{reason[1:]}; look {look}"
 
 
 def _http_error(exc: requests.RequestException) -> str:
@@ -637,15 +637,24 @@ def s3_anonymous_refused(topology: Topology, host: Host, ctx: CheckContext) -> C
     summary = f"unsigned GET bucket -> {answers['GET']}, unsigned PUT object -> {answers['PUT']}"
     if all(code in (401, 403) for code in answers.values()):
         return CheckResult("s3 anonymous refused", COMPONENT, True, summary, endpoint=bucket_url)
+    if any(200 <= code < 300 for code in answers.values()):
+        return CheckResult(
+            "s3 anonymous refused",
+            COMPONENT,
+            False,
+            f"anonymous access is open: {summary}",
+            fix=(
+                "Configure S3 identities (weed s3 -config with at least one identity, or "
+                f"identities in the filer) so {UNITS[S3]} on {host.name} refuses unsigned requests."
+            ),
+            endpoint=bucket_url,
+        )
     return CheckResult(
         "s3 anonymous refused",
         COMPONENT,
         False,
-        f"anonymous access is open: {summary}",
-        fix=(
-            "Configure S3 identities (weed s3 -config with at least one identity, or identities "
-            f"in the filer) so {UNITS[S3]} on {host.name} refuses unsigned requests."
-        ),
+        f"unexpected answers, not the 403 of a SeaweedFS S3 gateway: {summary}",
+        fix=_journal_fix(host, S3, f"check that {endpoint} is the S3 gateway"),
         endpoint=bucket_url,
     )
 

@@ -128,7 +128,7 @@ class Host:
 
     name: str
     groups: tuple[str, ...]
-    vars: Mapping[str, Any] = field(repr=False)
+    vars: Mapping[str, Any] = field(repr=False, compare=False)
     _resolver: _Resolver = field(repr=False, compare=False)
 
     def var(self, name: str, default: Any = MISSING) -> Any:
