@@ -108,9 +108,7 @@ def test_storagectl_verify_passes():
 
 def test_check_mode_reports_no_changes():
     """After a deploy, --check --diff predicts nothing to change."""
-    proc = _run(
-        ["ansible-playbook", "site.yml", "-i", str(INVENTORY), "--check", "--diff"]
-    )
+    proc = _run(["ansible-playbook", "site.yml", "-i", str(INVENTORY), "--check", "--diff"])
     assert proc.returncode == 0, proc.stdout[-3000:]
     recap = re.findall(r"changed=(\d+)", proc.stdout.split("PLAY RECAP")[-1])
     assert recap, proc.stdout[-2000:]
