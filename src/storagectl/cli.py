@@ -22,11 +22,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from storagectl import __version__
 from storagectl.exitcodes import RC
 from storagectl.paths import LAB_INVENTORY, PROJECT_ROOT, SITE_PLAYBOOK
+
+if TYPE_CHECKING:
+    from storagectl.inventory import Topology
 
 __all__ = ["CommandError", "UsageError", "build_parser", "main"]
 
@@ -214,24 +217,32 @@ def _inventories(args: argparse.Namespace) -> list[str]:
 # --- deploy --------------------------------------------------------------------------------
 
 
+def _load_topology(args: argparse.Namespace, inventories: list[str]) -> Topology:
+    """Load the inventory with the shared Ansible arguments; print its warnings on stderr."""
+    from storagectl.inventory import load_topology
+
+    topology = load_topology(
+        inventories,
+        limit=args.limit,
+        extra_vars=args.extra_vars,
+        vault_password_file=args.vault_password_file,
+    )
+    for warning in topology.warnings:
+        sys.stderr.write(f"{PROG}: warning: {warning}\n")
+    return topology
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Load the inventory (fail fast if broken), then run site.yml through the runner."""
-    from storagectl.inventory import InventoryError, load_topology
+    from storagectl.inventory import InventoryError
     from storagectl.runner import PlaybookRunner, RunnerError
 
     inventories = _inventories(args)
     try:
-        topology = load_topology(
-            inventories,
-            limit=args.limit,
-            extra_vars=args.extra_vars,
-            vault_password_file=args.vault_password_file,
-        )
+        _load_topology(args, inventories)
     except InventoryError as exc:
         _err(str(exc))
         return RC.INVALID_INVENTORY
-    for warning in topology.warnings:
-        sys.stderr.write(f"{PROG}: warning: {warning}\n")
     runner = PlaybookRunner()
     try:
         result = runner.run(
@@ -274,7 +285,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Load the topology, run every applicable check, print the report."""
     from storagectl import report
     from storagectl.checks import all_checks, run_checks
-    from storagectl.inventory import InventoryError, load_topology
+    from storagectl.inventory import InventoryError
 
     inventories = _inventories(args)
     try:
@@ -282,16 +293,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     try:
-        topology = load_topology(
-            inventories,
-            limit=args.limit,
-            extra_vars=args.extra_vars,
-            vault_password_file=args.vault_password_file,
-        )
+        topology = _load_topology(args, inventories)
     except InventoryError as exc:
         return _verify_error(args, str(exc), RC.INVALID_INVENTORY)
-    for warning in topology.warnings:
-        sys.stderr.write(f"{PROG}: warning: {warning}\n")
     results = run_checks(topology, checks, timeout=args.timeout)
     if not results:
         return _verify_error(
