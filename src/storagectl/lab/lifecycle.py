@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,26 @@ from storagectl.lab.prereq import READ_TOOLS, check_prerequisites
 from storagectl.lab.proc import Progress, elapsed, step
 
 DOWN_HINT = "run `storagectl lab down` first"
+# Lab machines and the lab network have machine-wide names: one up/down at a time per machine.
+LOCK_FILE = Path("/run/lock/storagectl-lab.lock")
+
+
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """Hold the machine-wide lab lock, or fail at once if another up/down holds it."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabError(
+                "another `storagectl lab up` or `lab down` is running on this machine: "
+                "wait for it to finish, then run this again"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -32,8 +54,13 @@ class MachineStatus:
 
 def up(topology: str = "dev", storage_hosts: int = 3, progress: Progress = print) -> Path:
     """Bring up (or reuse) the lab of ``topology``; return the inventory directory."""
-    start = time.monotonic()
     check_prerequisites()
+    with _exclusive():
+        return _up(topology, storage_hosts, progress)
+
+
+def _up(topology: str, storage_hosts: int, progress: Progress) -> Path:
+    start = time.monotonic()
     specs = topo.machines(topology, storage_hosts)
     count = topo.storage_count(topology, storage_hosts)
     recorded = state.read_state(paths.LAB_STATE_DIR)
@@ -169,6 +196,11 @@ def _read_state_quietly() -> dict[str, Any] | None:
 def down(progress: Progress = print) -> None:
     """Remove the lab's machines, network, inventory and state; keep the cached image."""
     check_prerequisites(READ_TOOLS)
+    with _exclusive():
+        _down(progress)
+
+
+def _down(progress: Progress) -> None:
     recorded = _read_state_quietly() or {}
     with step(progress, "lab down"):
         machines.remove_containers(progress)
