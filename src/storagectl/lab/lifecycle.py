@@ -208,6 +208,7 @@ def _down(progress: Progress) -> None:
         if recorded.get("bridge"):
             bridges.append(str(recorded["bridge"]))
             network.delete_bridge(str(recorded["bridge"]))
+        network.remove_cni_chains(progress)
         for path in (paths.LAB_INVENTORY, paths.LAB_STATE_DIR):
             if path.exists():
                 shutil.rmtree(path)

@@ -104,6 +104,48 @@ def remove_networks(progress: Progress) -> list[str]:
     return bridges
 
 
+# What podman's CNI firewall plugin adds to the filter table the first time any container starts.
+CNI_JUMP = [
+    "FORWARD",
+    "-m",
+    "comment",
+    "--comment",
+    "CNI firewall plugin rules",
+    "-j",
+    "CNI-FORWARD",
+]
+CNI_STOCK_RULES = {
+    "CNI-FORWARD": [
+        "-N CNI-FORWARD",
+        '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN',
+    ],
+    "CNI-ADMIN": ["-N CNI-ADMIN"],
+}
+
+
+def remove_cni_chains(progress: Progress) -> None:
+    """Remove the CNI plugin's FORWARD chains once no container is left on the host.
+
+    podman creates them on the first container start (the lab's) and keeps them empty of lab
+    rules afterwards; they are removed only when they hold nothing but their stock rules and no
+    container of anyone exists, and podman recreates them whenever a container starts again.
+    """
+    if shutil.which("iptables") is None or run(["podman", "ps", "-aq"], check=False).stdout.strip():
+        return
+    for chain, stock in CNI_STOCK_RULES.items():
+        listing = run(["iptables", "-S", chain], check=False)
+        if listing.returncode != 0:
+            return  # absent already (or iptables cannot list it): nothing to remove
+        if listing.stdout.strip().splitlines() != stock:
+            return  # someone else's rules live there: leave the chains alone
+    run(["iptables", "-D", *CNI_JUMP], check=False)
+    for chain in CNI_STOCK_RULES:
+        run(["iptables", "-F", chain], check=False)
+    for chain in CNI_STOCK_RULES:
+        run(["iptables", "-X", chain], check=False)
+    progress("    removed podman's empty CNI-FORWARD/CNI-ADMIN chains")
+
+
 def delete_bridge(bridge: str) -> None:
     """Delete the lab's bridge if podman left it (CNI keeps bridges after the last container)."""
     if succeeds(["ip", "link", "show", "dev", bridge]):
