@@ -20,7 +20,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 2
 fi
 
-packages=(podman runc debootstrap iptables openssh-client ca-certificates git)
+packages=(podman runc debootstrap iptables openssh-client ca-certificates git haproxy)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

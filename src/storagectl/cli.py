@@ -6,11 +6,13 @@ One subcommand per verb, one shared group of Ansible arguments, named exit codes
     storagectl deploy [-i INV]... [-l LIMIT] [-t TAGS] [-e VARS]... [--check] [--diff] [-v]
     storagectl verify [-i INV]... [-l LIMIT] [-e VARS]... [--format table|json] [--junit FILE]
                       [--timeout SECONDS]
+    storagectl inventory check [-i INV]... [-e VARS]... [--format text|json]
     storagectl lab up [--topology dev|ha] [--storage-hosts N]
     storagectl lab status [--format table|json]
     storagectl lab down
 
-Without ``-i``, ``deploy`` and ``verify`` use ``inventories/lab`` when it exists. Errors are one
+Without ``-i``, ``deploy``, ``verify`` and ``inventory check`` use ``inventories/lab`` when it
+exists. ``deploy`` applies the ``inventory check`` rules before it starts Ansible. Errors are one
 line on stderr and an exit code; never a traceback.
 """
 
@@ -168,6 +170,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(handler=cmd_verify)
 
+    inventory = commands.add_parser("inventory", help="inspect the inventory")
+    inventory_commands = inventory.add_subparsers(
+        dest="inventory_command", metavar="COMMAND", parser_class=_Parser
+    )
+    inventory_check = inventory_commands.add_parser(
+        "check",
+        parents=[ansible],
+        help="check the inventory against the deployment rules",
+        description=(
+            "Load the inventory as ansible-playbook would and check the rules deploy enforces "
+            "(groups, odd master count, replica placement, volume slots, S3 keys, ports). "
+            "Contacts no host. Exits 3 when a rule is broken. --limit, --tags, --check and "
+            "--diff do not apply: the whole inventory is checked."
+        ),
+    )
+    inventory_check.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format"
+    )
+    inventory_check.set_defaults(handler=cmd_inventory_check)
+    inventory.set_defaults(handler=_needs_subcommand(inventory))
+
     lab = commands.add_parser("lab", help="the local throwaway lab (machines with systemd+SSH)")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="COMMAND", parser_class=_Parser)
     lab_up = lab_commands.add_parser("up", help="boot the lab and write inventories/lab")
@@ -233,15 +256,21 @@ def _load_topology(args: argparse.Namespace, inventories: list[str]) -> Topology
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Load the inventory (fail fast if broken), then run site.yml through the runner."""
+    """Load and check the inventory (fail fast if broken), then run site.yml through the runner."""
     from storagectl.inventory import InventoryError
+    from storagectl.inventory.validate import validate
     from storagectl.runner import PlaybookRunner, RunnerError
 
     inventories = _inventories(args)
     try:
-        _load_topology(args, inventories)
+        problems = validate(_load_topology(args, inventories))
     except InventoryError as exc:
         _err(str(exc))
+        return RC.INVALID_INVENTORY
+    if problems:
+        for problem in problems:
+            _err(str(problem))
+        _err(f"{_count(len(problems), 'inventory problem')}: nothing was deployed")
         return RC.INVALID_INVENTORY
     runner = PlaybookRunner()
     try:
@@ -312,6 +341,55 @@ def cmd_verify(args: argparse.Namespace) -> int:
             _err(f"cannot write JUnit file {args.junit}: {exc.strerror or exc}")
             return RC.USAGE
     return RC.OK if all(r.ok for r in results) else RC.CHECKS_FAILED
+
+
+# --- inventory check -------------------------------------------------------------------------
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _components(topology: Topology) -> str:
+    """Host count of every component group that has hosts, e.g. "seaweedfs_master 3"."""
+    from storagectl.inventory.validate import PORTS
+
+    logical = dict.fromkeys(service.group for service in PORTS)
+    counts = [(name, len(topology.component(name))) for name in logical]
+    return ", ".join(f"{name} {count}" for name, count in counts if count)
+
+
+def cmd_inventory_check(args: argparse.Namespace) -> int:
+    """Check the inventory against the rules deploy enforces; print OK or every problem."""
+    from dataclasses import asdict
+
+    from storagectl.inventory import InventoryError
+    from storagectl.inventory.validate import validate
+
+    inventories = _inventories(args)
+    try:
+        topology = _load_topology(args, inventories)
+        problems = validate(topology)
+    except InventoryError as exc:
+        _err(str(exc))
+        if args.format == "json":
+            document = {"ok": False, "error": str(exc), "problems": []}
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return RC.INVALID_INVENTORY
+    if args.format == "json":
+        document = {"ok": not problems, "problems": [asdict(p) for p in problems]}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif problems:
+        for problem in problems:
+            _progress(str(problem))
+        _progress(f"{_count(len(problems), 'problem')}: fix the inventory before deploying")
+    else:
+        summary = _components(topology)
+        _progress(
+            f"inventory OK: {_count(len(topology.hosts), 'host')}"
+            + (f" ({summary})" if summary else "")
+        )
+    return RC.INVALID_INVENTORY if problems else RC.OK
 
 
 # --- lab -----------------------------------------------------------------------------------

@@ -153,6 +153,8 @@ def test_registry_discovers_component_modules() -> None:
         "volume registered",
         "filer health",
         "filer round trip",
+        "filer cross read",
+        "replica placement",
         "s3 round trip",
         "s3 anonymous refused",
     ]

@@ -1,24 +1,34 @@
-"""SeaweedFS checks against a real single-node ``weed server`` on loopback (see conftest)."""
+"""SeaweedFS checks against real servers on loopback (see conftest): a single-node ``weed server``
+and a multi-process cluster with two filers and two volume servers."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import requests
 
 from storagectl.checks import all_checks, run_checks
 from storagectl.checks.base import CheckResult
-from storagectl.checks.seaweedfs import CHECKS, host_port
+from storagectl.checks.seaweedfs import (
+    CHECKS,
+    VolumeCopy,
+    copy_count,
+    host_port,
+    spread_problem,
+)
 from storagectl.inventory import load_topology
 
 if TYPE_CHECKING:
-    from conftest import WeedServer
+    from conftest import WeedCluster, WeedServer
 
 MakeInventory = Callable[..., Path]
 FreePorts = Callable[[int], list[int]]
+Leftovers = Callable[..., dict[int, list[str]]]
 
 
 def verify(inventory: Path, project_root: Path, timeout: float = 10.0) -> list[CheckResult]:
@@ -44,12 +54,15 @@ def test_every_check_passes_on_a_healthy_cluster(
         "volume registered",
         "filer health",
         "filer round trip",
+        "replica placement",
         "s3 round trip",
         "s3 anonymous refused",
-    ]
+    ]  # no "filer cross read": a single filer has no peer to read through
     assert by_name(results, "master status")[0].detail.startswith("leads (127.0.0.1:")
     assert "dc1/rack1" in by_name(results, "volume registered")[0].detail
     assert "read back identical" in by_name(results, "filer round trip")[0].detail
+    assert "placement 000: volume " in by_name(results, "replica placement")[0].detail
+    assert "has 1 copy on node1 (dc1/rack1)" in by_name(results, "replica placement")[0].detail
     assert "read back identical" in by_name(results, "s3 round trip")[0].detail
     assert "403" in by_name(results, "s3 anonymous refused")[0].detail
     assert all(r.component == "seaweedfs" for r in results)
@@ -162,7 +175,10 @@ def test_group_name_overrides_are_honoured(
 
 def test_all_checks_includes_seaweedfs(weed_inventory: MakeInventory, project_root: Path) -> None:
     topology = load_topology([weed_inventory()], basedir=project_root)
-    assert len(run_checks(topology, all_checks(), timeout=10)) == 7
+    # 8 SeaweedFS results; no HAProxy host, so no haproxy check applies.
+    results = run_checks(topology, all_checks(), timeout=10)
+    assert len(results) == 8
+    assert {r.component for r in results} == {"seaweedfs"}
 
 
 # --- an S3 gateway without identities (conftest's ``open_s3_gateway``): anonymous access is open
@@ -177,3 +193,196 @@ def test_anonymous_access_is_detected(
     assert "anonymous access is open" in anonymous.detail
     assert "identities" in anonymous.fix.lower()
     assert anonymous.endpoint.startswith(f"http://{host_port('127.0.0.1', open_s3_gateway)}/")
+
+
+# --- a multi-process cluster (conftest's ``weed_cluster``): 2 filers, 2 volume servers, 001 ----
+
+
+def test_cluster_passes_cross_reads_and_placement(
+    cluster_inventory: MakeInventory, project_root: Path
+) -> None:
+    results = verify(cluster_inventory(), project_root)
+    failed = [r for r in results if not r.ok]
+    assert not failed, "\n".join(f"{r.name} {r.host}: {r.detail}" for r in failed)
+    cross = by_name(results, "filer cross read")
+    assert [r.host for r in cross] == ["filer1", "filer2"]
+    assert "written through filer1, read back identical (sha256) through filer2" in cross[0].detail
+    assert "written through filer2, read back identical (sha256) through filer1" in cross[1].detail
+    assert " -> " in cross[0].endpoint
+    (placement,) = by_name(results, "replica placement")
+    assert placement.detail.startswith("placement 001: volume ")
+    assert "has 2 copies on" in placement.detail
+    assert "volume1 (dc1/rack1)" in placement.detail
+    assert "volume2 (dc1/rack1)" in placement.detail
+    assert "every copy read back identical (sha256); file deleted" in placement.detail
+
+
+def test_cluster_checks_leave_nothing_behind(
+    weed_cluster: WeedCluster,
+    cluster_inventory: MakeInventory,
+    project_root: Path,
+    verify_leftovers: Leftovers,
+) -> None:
+    verify(cluster_inventory(), project_root)
+    assert not verify_leftovers(weed_cluster.address, weed_cluster.filer_ports)
+
+
+def test_cross_read_through_an_unsynced_filer_fails(
+    weed: WeedServer, cluster_inventory: MakeInventory, project_root: Path
+) -> None:
+    # "filer2" is the single-node server's filer: it never sees the cluster's writes.
+    inventory = cluster_inventory(host_vars={"filer2": {"seaweedfs_filer_port": weed.filer_port}})
+    start = time.monotonic()
+    results = verify(inventory, project_root, timeout=6)
+    assert time.monotonic() - start < 6
+    first, second = by_name(results, "filer cross read")
+    assert not first.ok
+    assert first.detail.startswith("filer2 does not see the file written through filer1")
+    # A 6 s budget leaves up to 2 s of retries.
+    assert re.search(r"HTTP 404, still after [12]\.\d s of retries", first.detail)
+    assert "metadata over gRPC" in first.fix
+    assert "cluster.ps" in first.fix
+    assert "on filer2: journalctl -u seaweedfs-filer" in first.fix
+    assert not second.ok
+    assert second.detail.startswith("filer1 does not see the file written through filer2")
+
+
+def test_cross_read_names_the_filer_that_is_down(
+    cluster_inventory: MakeInventory, project_root: Path, free_ports: FreePorts
+) -> None:
+    (closed,) = free_ports(1)
+    inventory = cluster_inventory(host_vars={"filer2": {"seaweedfs_filer_port": closed}})
+    first, second = by_name(verify(inventory, project_root), "filer cross read")
+    assert not first.ok
+    assert first.detail.startswith("read through filer2 failed: GET: connection refused")
+    assert "on filer2: systemctl status seaweedfs-filer" in first.fix
+    assert not second.ok
+    assert second.detail.startswith("through filer2: PUT: connection refused")
+    assert "on filer2: systemctl status seaweedfs-filer" in second.fix
+
+
+def test_placement_count_differing_from_the_cluster_fails(
+    weed_cluster: WeedCluster, cluster_inventory: MakeInventory, project_root: Path
+) -> None:
+    inventory = cluster_inventory(all_vars={"seaweedfs_default_replica_placement": "000"})
+    (placement,) = by_name(verify(inventory, project_root), "replica placement")
+    assert not placement.ok
+    assert "(placement 001): 2 copies, placement 000 wants 1:" in placement.detail
+    assert "The masters write with placement 001" in placement.fix
+    assert "-defaultReplication of seaweedfs-master" in placement.fix
+    assert f"weed shell -master=127.0.0.1:{weed_cluster.master_port}" in placement.fix
+    assert placement.endpoint.startswith("http://127.0.0.1:")
+
+
+def test_placement_needing_two_racks_fails_on_one_rack(
+    cluster_inventory: MakeInventory, project_root: Path
+) -> None:
+    # 010 and 001 both mean two copies: the count matches, the racks do not.
+    inventory = cluster_inventory(all_vars={"seaweedfs_default_replica_placement": "010"})
+    (placement,) = by_name(verify(inventory, project_root), "replica placement")
+    assert not placement.ok
+    assert "copies in 1 rack(s) of dc1 (rack1), placement 010 wants 2" in placement.detail
+    assert "The masters write with placement 001" in placement.fix
+
+
+def test_copies_in_racks_the_placement_does_not_allow_fail(
+    cluster_inventory: MakeInventory, project_root: Path
+) -> None:
+    # The inventory puts volume2 in another rack: 001 wants both copies in one rack.
+    inventory = cluster_inventory(host_vars={"volume2": {"seaweedfs_rack": "rack2"}})
+    (placement,) = by_name(verify(inventory, project_root), "replica placement")
+    assert not placement.ok
+    assert "copies in 2 rack(s) of dc1 (rack1, rack2), placement 001 wants 1" in placement.detail
+    assert "Placement 001 needs 2 servers in one rack" in placement.fix
+    assert "volume.fix.replication -apply" in placement.fix
+
+
+def test_copy_on_a_server_missing_from_the_inventory_is_named(
+    weed_cluster: WeedCluster,
+    cluster_inventory: MakeInventory,
+    project_root: Path,
+    free_ports: FreePorts,
+) -> None:
+    (closed,) = free_ports(1)
+    inventory = cluster_inventory(host_vars={"volume2": {"seaweedfs_volume_port": closed}})
+    (placement,) = by_name(verify(inventory, project_root), "replica placement")
+    assert not placement.ok
+    stranger = f"127.0.0.1:{weed_cluster.volume_ports[1]}"
+    assert f"has copies on {stranger}, not volume servers of the inventory" in placement.detail
+    assert "volumeServer.evacuate" in placement.fix
+
+
+def test_filers_with_their_own_placement_are_asked_for_the_masters_one(
+    cluster_inventory: MakeInventory, project_root: Path
+) -> None:
+    own = {"seaweedfs_filer_default_replica_placement": "000"}
+    inventory = cluster_inventory(host_vars={"filer1": own, "filer2": own})
+    (placement,) = by_name(verify(inventory, project_root), "replica placement")
+    assert placement.ok, placement.detail
+    assert placement.detail.startswith("placement 001, asked explicitly of filer1: volume ")
+
+
+def test_malformed_placement_is_reported(
+    cluster_inventory: MakeInventory, project_root: Path
+) -> None:
+    inventory = cluster_inventory(all_vars={"seaweedfs_default_replica_placement": "01"})
+    (placement,) = by_name(verify(inventory, project_root), "replica placement")
+    assert not placement.ok
+    assert "'01', not XYZ with digits 0-2" in placement.detail
+    assert placement.endpoint == "inventory"
+
+
+# --- placement arithmetic for layouts a loopback cluster cannot have (several DCs and racks)
+
+
+def _copy(name: str, dc: str, rack: str) -> VolumeCopy:
+    return VolumeCopy(f"{name}:8080", name, dc, rack)
+
+
+def test_copy_count_is_the_sum_of_the_digits_plus_one() -> None:
+    # SeaweedFS's ReplicaPlacement.GetCopyCount: X+Y+Z+1 (not (X+1)(Y+1)(Z+1)).
+    assert [copy_count(p) for p in ("000", "001", "010", "100", "011", "110", "111", "200")] == [
+        1,
+        2,
+        2,
+        2,
+        3,
+        3,
+        4,
+        3,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("placement", "copies", "problem"),
+    [
+        ("110", [_copy("a", "dc1", "r1"), _copy("b", "dc1", "r2"), _copy("c", "dc2", "r1")], None),
+        ("011", [_copy("a", "dc1", "r1"), _copy("b", "dc1", "r1"), _copy("c", "dc1", "r2")], None),
+        ("100", [_copy("a", "dc1", "r1"), _copy("b", "dc2", "r1")], None),
+        (
+            "100",
+            [_copy("a", "dc1", "r1"), _copy("b", "dc1", "r2")],
+            ("spread", "copies in 1 data center(s) (dc1), placement 100 wants 2"),
+        ),
+        (
+            "002",
+            [_copy("a", "dc1", "r1"), _copy("b", "dc1", "r1"), _copy("c", "dc1", "r2")],
+            ("spread", "copies in 2 rack(s) of dc1 (r1, r2), placement 002 wants 1"),
+        ),
+        (
+            "011",
+            [_copy("a", "dc1", "r1"), _copy("b", "dc1", "r2"), _copy("c", "dc1", "r3")],
+            ("spread", "copies in 3 rack(s) of dc1 (r1, r2, r3), placement 011 wants 2"),
+        ),
+        (
+            "001",
+            [_copy("a", "dc1", "r1"), _copy("a", "dc1", "r1")],
+            ("count", "2 copies on only 1 distinct server(s)"),
+        ),
+        ("002", [_copy("a", "dc1", "r1")], ("count", "1 copy, placement 002 wants 3")),
+    ],
+)
+def test_spread_problem(
+    placement: str, copies: list[VolumeCopy], problem: tuple[str, str] | None
+) -> None:
+    assert spread_problem(placement, copies) == problem

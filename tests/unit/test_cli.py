@@ -166,16 +166,16 @@ def test_verify_passes_on_a_healthy_cluster(
     assert cli.main(argv) == RC.OK
     out = capsys.readouterr().out
     assert out.startswith("== seaweedfs ==")
-    assert out.splitlines()[-1] == "7 passed, 0 failed"
+    assert out.splitlines()[-1] == "8 passed, 0 failed"
     root = ET.fromstring(junit.read_bytes())  # noqa: S314 - our own file, just written
-    assert (root.get("tests"), root.get("failures")) == ("7", "0")
+    assert (root.get("tests"), root.get("failures")) == ("8", "0")
 
 
 def test_verify_json(weed_inventory: MakeInventory, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["verify", "-i", str(weed_inventory()), "--format", "json"]) == RC.OK
     document = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON document
     assert document["ok"] is True
-    assert document["summary"]["passed"] == 7
+    assert document["summary"]["passed"] == 8
     assert {c["name"] for c in document["checks"]} >= {"master leader", "s3 round trip"}
 
 
@@ -187,7 +187,7 @@ def test_verify_failure_exit_code_and_fix(
     out = capsys.readouterr().out
     assert "FAIL    s3 round trip" in out
     assert "fix: The gateway rejected the configured keys" in out
-    assert out.splitlines()[-1] == "6 passed, 1 failed"
+    assert out.splitlines()[-1] == "7 passed, 1 failed"
 
 
 def test_verify_honours_extra_vars_and_limit(

@@ -1,4 +1,5 @@
-"""SeaweedFS checks: Raft leader, volume registration, filer health and I/O, S3 I/O and auth.
+"""SeaweedFS checks: Raft leader, volume registration, filer health and I/O, cross-filer reads,
+replica placement, S3 I/O and auth.
 
 Every endpoint comes from the topology alone: the component groups (``seaweedfs_master`` ...,
 or their ``*_group`` overrides), each host's ``storage_address`` and the port variables
@@ -11,6 +12,18 @@ Behaviour of SeaweedFS 4.48 these checks rely on (verified against the binary):
   and is omitted entirely for a single master started with ``-peers=none``.
 * ``GET /dir/status`` is proxied to the leader and lists data nodes by data center and rack.
 * The filer stores a raw ``PUT`` body at the path (201); a ``POST`` must be multipart.
+* ``GET <path>?metadata=true`` on a filer returns the entry as JSON; its ``chunks`` carry
+  ``file_id`` (``"3,01637037d6"``: volume id, needle key and cookie), ``size`` and ``offset``
+  (omitted when 0). Below ``-maxMB`` (4 MiB) a file is one chunk.
+* ``GET /dir/lookup?volumeId=N`` on a master returns ``{"locations": [{"url": "ip:port",
+  "publicUrl", "dataCenter", "grpcPort"}]}`` (404 with ``error`` for an unknown volume), and
+  ``GET /<file_id>`` on a volume server holding the volume reads that server's own copy.
+* A volume of placement ``XYZ`` has ``X+Y+Z+1`` copies (``ReplicaPlacement.GetCopyCount``): one
+  in each of X other data centers, one in each of Y other racks of the main data center, and
+  Z+1 on distinct servers of the main rack. The filer replicates synchronously: once its PUT
+  answers, every copy holds the bytes.
+* Filers with their own stores see each other's writes through metadata aggregation, within
+  milliseconds but asynchronously; filers sharing one PostgreSQL see them at once.
 * The S3 gateway answers unsigned requests with 403 ``AccessDenied`` once identities are
   configured, and serves them (200) when it has none.
 """
@@ -20,9 +33,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -90,7 +106,8 @@ def _journal_fix(host: Host, component: str, reason: str = "") -> str:
     return f"{reason[0].upper()}{reason[1:]}; look {look}"
 
 
-def _http_error(exc: requests.RequestException) -> str:
+def http_error(exc: requests.RequestException) -> str:
+    """A short operator-facing description of a failed HTTP request."""
     if isinstance(exc, requests.ConnectTimeout):
         return "connection timed out"
     if isinstance(exc, requests.ConnectionError):
@@ -100,11 +117,19 @@ def _http_error(exc: requests.RequestException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _session() -> requests.Session:
+def http_session() -> requests.Session:
+    """A session for probes: our User-Agent, and never the environment's HTTP proxy."""
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
     session.trust_env = False  # never send cluster probes through an HTTP proxy
     return session
+
+
+def weed_shell(topology: Topology) -> str:
+    """``weed shell -master=<every master>``, for fix sentences."""
+    masters = topology.component(MASTER)
+    listed = ",".join(host_port(m.address, port_of(m, MASTER)) for m in masters)
+    return f"weed shell -master={listed or '<master>'}"
 
 
 def _strip_grpc(server: str) -> str:
@@ -132,7 +157,7 @@ def _cluster_status(host: Host, ctx: CheckContext) -> _MasterView:
     view = _MasterView(host=host, url=url)
     start = time.monotonic()
     try:
-        with _session() as session:
+        with http_session() as session:
             response = session.get(url, timeout=ctx.http_timeout)
         if response.status_code != 200:
             view.error = f"HTTP {response.status_code}"
@@ -143,7 +168,7 @@ def _cluster_status(host: Host, ctx: CheckContext) -> _MasterView:
             else:
                 view.error = "answer is not a JSON object"
     except requests.RequestException as exc:
-        view.error = _http_error(exc)
+        view.error = http_error(exc)
     except ValueError:
         view.error = "answer is not JSON"
     view.duration = time.monotonic() - start
@@ -256,7 +281,7 @@ def _dir_status(topology: Topology, ctx: CheckContext) -> tuple[dict[str, Any] |
     """``/dir/status`` from the first master that answers: (body, url, error summary)."""
     errors: list[str] = []
     url = ""
-    with _session() as session:
+    with http_session() as session:
         for master in topology.component(MASTER):
             url = f"{base_url(master, MASTER)}/dir/status"
             try:
@@ -269,7 +294,7 @@ def _dir_status(topology: Topology, ctx: CheckContext) -> tuple[dict[str, Any] |
                 else:
                     errors.append(f"{url}: HTTP {response.status_code}")
             except requests.RequestException as exc:
-                errors.append(f"{url}: {_http_error(exc)}")
+                errors.append(f"{url}: {http_error(exc)}")
             except ValueError:
                 errors.append(f"{url}: answer is not JSON")
     return None, url, "; ".join(errors) or "no master in the inventory"
@@ -382,11 +407,11 @@ def filer_health(topology: Topology, host: Host, ctx: CheckContext) -> CheckResu
     """The filer's /healthz answers 200 (it queries the filer store)."""
     url = _filer_healthz(topology, host)
     try:
-        with _session() as session:
+        with http_session() as session:
             response = session.get(url, timeout=ctx.http_timeout)
     except requests.RequestException as exc:
         return CheckResult(
-            "filer health", COMPONENT, False, _http_error(exc), fix=_journal_fix(host, FILER)
+            "filer health", COMPONENT, False, http_error(exc), fix=_journal_fix(host, FILER)
         )
     if response.status_code == 200:
         return CheckResult("filer health", COMPONENT, True, "HTTP 200")
@@ -406,6 +431,15 @@ def filer_health(topology: Topology, host: Host, ctx: CheckContext) -> CheckResu
 
 # --- 4. filer write / read / delete ----------------------------------------------------------
 
+VISIBLE_WITHIN = 5.0
+"""Seconds a file written through one filer may take to show up on another: filers with their
+own stores learn of each other's writes through metadata aggregation, asynchronously."""
+
+_CORRUPTION_FIX = (
+    "Data corruption or a stale replica: run `volume.check.disk` in weed shell "
+    "and check the volume servers' disks."
+)
+
 
 def _filer_base(topology: Topology, host: Host) -> str:
     return f"{base_url(host, FILER)}{VERIFY_DIR}/"
@@ -420,63 +454,648 @@ def _size(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
+def visible_within(ctx: CheckContext) -> float:
+    """How long a read through another filer retries a 404: VISIBLE_WITHIN, less on a short
+    task budget so the check still reports the 404 itself."""
+    return min(VISIBLE_WITHIN, max(1.0, ctx.timeout / 3))
+
+
+@dataclass
+class FilerTransfer:
+    """One verify file PUT through a filer URL, read back through another (or the same), deleted.
+
+    ``failed`` names the step that went wrong (``PUT``, ``GET``, ``compare`` or ``DELETE``; empty
+    when every step worked) and ``detail`` says how; ``status`` is that step's HTTP status when
+    there was an answer. ``waited`` is how long the reading URL took to serve the file.
+    """
+
+    size: int
+    failed: str = ""
+    detail: str = ""
+    status: int | None = None
+    waited: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def spent(self) -> str:
+        """``PUT 12 ms, GET 3 ms, DELETE 2 ms``."""
+        return ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items())
+
+    def fail(self, step: str, detail: str, status: int | None = None) -> None:
+        self.failed, self.detail, self.status = step, detail, status
+
+
+def _get_when_visible(
+    session: requests.Session, url: str, ctx: CheckContext, within: float
+) -> tuple[requests.Response, float]:
+    """GET ``url``, retrying a 404 for up to ``within`` seconds: (last answer, seconds waited)."""
+    start = time.monotonic()
+    pause = 0.05
+    while True:
+        response = session.get(url, timeout=ctx.http_timeout)
+        waited = time.monotonic() - start
+        if response.status_code != 404 or waited + pause > within:
+            return response, waited
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+
+
+def _delete(
+    session: requests.Session, url: str, ctx: CheckContext, timings: dict[str, float]
+) -> str:
+    """DELETE ``url``: an empty string when it worked, else what went wrong."""
+    start = time.monotonic()
+    try:
+        response = session.delete(url, timeout=ctx.http_timeout)
+    except requests.RequestException as exc:
+        return http_error(exc)
+    timings["DELETE"] = time.monotonic() - start
+    return "" if response.status_code in (200, 202, 204) else f"HTTP {response.status_code}"
+
+
+def _put_and_read(
+    session: requests.Session,
+    write_url: str,
+    read_url: str,
+    *,
+    data: bytes,
+    ctx: CheckContext,
+    within: float,
+    outcome: FilerTransfer,
+) -> None:
+    step = "PUT"
+    try:
+        start = time.monotonic()
+        response = session.put(write_url, data=data, timeout=ctx.http_timeout)
+        outcome.timings["PUT"] = time.monotonic() - start
+        if response.status_code not in (200, 201):
+            answer = response.text[:120].strip()
+            outcome.fail(
+                "PUT",
+                f"PUT {_size(len(data))}: HTTP {response.status_code} {answer}".rstrip(),
+                response.status_code,
+            )
+            return
+        step = "GET"
+        start = time.monotonic()
+        response, outcome.waited = _get_when_visible(session, read_url, ctx, within)
+        outcome.timings["GET"] = time.monotonic() - start
+        if response.status_code != 200:
+            retried = response.status_code == 404 and within > 0
+            still = f", still after {outcome.waited:.1f} s of retries" if retried else ""
+            outcome.fail(
+                "GET", f"GET after PUT: HTTP {response.status_code}{still}", response.status_code
+            )
+            return
+        got = response.content
+        if hashlib.sha256(got).digest() != hashlib.sha256(data).digest():
+            outcome.fail(
+                "compare",
+                f"read back {_size(len(got))} differing from the {_size(len(data))} written",
+            )
+    except requests.RequestException as exc:
+        outcome.fail(step, f"{step}: {http_error(exc)}")
+
+
+def filer_transfer(
+    write_url: str,
+    read_url: str,
+    ctx: CheckContext,
+    *,
+    within: float = 0.0,
+    also_delete: Sequence[str] = (),
+) -> FilerTransfer:
+    """PUT random bytes at ``write_url``, GET them at ``read_url`` (a 404 retried for up to
+    ``within`` seconds), compare their sha256, then DELETE ``write_url``.
+
+    HTTP trouble never raises: the outcome names the step that failed and how. The file is
+    deleted whatever happened; a failed DELETE is reported only when everything else worked.
+    ``also_delete`` are URLs of the same file on each filer, deleted afterwards without
+    judging the answers: behind a load balancer the DELETE may reach a filer that has not seen
+    the file yet, which answers 204 and changes nothing, so the writer must be told directly.
+    """
+    data = _payload()
+    outcome = FilerTransfer(size=len(data))
+    with http_session() as session:
+        try:
+            _put_and_read(
+                session, write_url, read_url, data=data, ctx=ctx, within=within, outcome=outcome
+            )
+        finally:
+            deleted = _delete(session, write_url, ctx, outcome.timings)
+            for url in also_delete:
+                _delete(session, url, ctx, {})
+    if outcome.ok and deleted:
+        outcome.fail("DELETE", f"wrote and read {_size(len(data))} but DELETE failed: {deleted}")
+    return outcome
+
+
 @host_check("filer round trip", COMPONENT, group=FILER, endpoint=_filer_base)
 def filer_round_trip(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
     """PUT random bytes through the filer, GET them back identical, DELETE them."""
     url = f"{_filer_base(topology, host)}{uuid.uuid4().hex}.bin"
-    data = _payload()
-    digest = hashlib.sha256(data).hexdigest()
-    timings: dict[str, float] = {}
-    step = "PUT"
-    fix = _journal_fix(host, FILER, "check the filer can write to its volume servers")
-
-    def fail(detail: str, fix_text: str = fix) -> CheckResult:
-        return CheckResult("filer round trip", COMPONENT, False, detail, fix=fix_text)
-
-    with _session() as session:
-        try:
-            start = time.monotonic()
-            response = session.put(url, data=data, timeout=ctx.http_timeout)
-            timings["PUT"] = time.monotonic() - start
-            if response.status_code not in (200, 201):
-                answer = response.text[:120].strip()
-                return fail(f"PUT {_size(len(data))}: HTTP {response.status_code} {answer}")
-            step = "GET"
-            start = time.monotonic()
-            response = session.get(url, timeout=ctx.http_timeout)
-            timings["GET"] = time.monotonic() - start
-            if response.status_code != 200:
-                return fail(f"GET after PUT: HTTP {response.status_code}")
-            got = response.content
-            if hashlib.sha256(got).hexdigest() != digest:
-                return fail(
-                    f"read back {_size(len(got))} differing from the {_size(len(data))} written",
-                    "Data corruption or a stale replica: run `volume.check.disk` in weed shell "
-                    "and check the volume servers' disks.",
-                )
-        except requests.RequestException as exc:
-            return fail(f"{step}: {_http_error(exc)}")
-        finally:
-            step = "DELETE"
-            try:
-                start = time.monotonic()
-                deleted = session.delete(url, timeout=ctx.http_timeout)
-                timings["DELETE"] = time.monotonic() - start
-            except requests.RequestException:
-                deleted = None
-    if deleted is None or deleted.status_code not in (200, 202, 204):
-        status = "no answer" if deleted is None else f"HTTP {deleted.status_code}"
-        return fail(f"wrote and read {_size(len(data))} but DELETE failed: {status}")
-    spent = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items())
-    return CheckResult(
-        "filer round trip",
-        COMPONENT,
-        True,
-        f"{_size(len(data))} written, read back identical (sha256), deleted; {spent}",
+    outcome = filer_transfer(url, url, ctx)
+    if outcome.ok:
+        return CheckResult(
+            "filer round trip",
+            COMPONENT,
+            True,
+            f"{_size(outcome.size)} written, read back identical (sha256), deleted; "
+            f"{outcome.spent()}",
+        )
+    fix = (
+        _CORRUPTION_FIX
+        if outcome.failed == "compare"
+        else _journal_fix(host, FILER, "check the filer can write to its volume servers")
     )
+    return CheckResult("filer round trip", COMPONENT, False, outcome.detail, fix=fix)
 
 
-# --- 5. S3 write / read / delete -------------------------------------------------------------
+# --- 5. a file written through one filer reads back through another ---------------------------
+
+
+def _next_filer(topology: Topology, host: Host) -> Host | None:
+    """The filer after ``host`` in inventory order (wrapping); None with a single filer."""
+    filers = topology.component(FILER)
+    names = [f.name for f in filers]
+    if len(filers) < 2 or host.name not in names:
+        return None
+    return filers[(names.index(host.name) + 1) % len(filers)]
+
+
+def _cross_read_endpoint(topology: Topology, host: Host) -> str:
+    reader = _next_filer(topology, host)
+    writer = _filer_base(topology, host)
+    return writer if reader is None else f"{writer} -> {_filer_base(topology, reader)}"
+
+
+@host_check("filer cross read", COMPONENT, group=FILER, endpoint=_cross_read_endpoint)
+def filer_cross_read(topology: Topology, host: Host, ctx: CheckContext) -> list[CheckResult]:
+    """A file PUT through this filer is read back identical through the next one, then deleted."""
+    reader = _next_filer(topology, host)
+    if reader is None:
+        return []  # a single filer has no peer to read through: not applicable
+    name = f"{uuid.uuid4().hex}.bin"
+    write_url = f"{_filer_base(topology, host)}{name}"
+    read_url = f"{_filer_base(topology, reader)}{name}"
+    outcome = filer_transfer(write_url, read_url, ctx, within=visible_within(ctx))
+    if outcome.ok:
+        return [
+            CheckResult(
+                "filer cross read",
+                COMPONENT,
+                True,
+                f"{_size(outcome.size)} written through {host.name}, read back identical "
+                f"(sha256) through {reader.name} after {outcome.waited * 1000:.0f} ms, deleted; "
+                f"{outcome.spent()}",
+            )
+        ]
+    if outcome.failed == "GET" and outcome.status == 404:
+        detail = (
+            f"{reader.name} does not see the file written through {host.name}: "
+            f"{outcome.detail} ({read_url})"
+        )
+        fix = (
+            f"Filers with their own stores copy each other's metadata over gRPC: let {reader.name} "
+            f"reach the filer gRPC port of {host.name} (HTTP port + 10000 unless set) and check "
+            f"that `echo cluster.ps | {weed_shell(topology)}` lists every filer; filers meant "
+            f"to share PostgreSQL must use the same database and table. Look on {reader.name}: "
+            f"journalctl -u {UNITS[FILER]} -n 100 (meta_aggregator lines)."
+        )
+    elif outcome.failed == "GET":
+        detail = f"read through {reader.name} failed: {outcome.detail} ({read_url})"
+        fix = _journal_fix(reader, FILER)
+    elif outcome.failed == "compare":
+        detail = f"{reader.name} {outcome.detail} through {host.name}"
+        fix = _CORRUPTION_FIX
+    else:
+        detail = f"through {host.name}: {outcome.detail} ({write_url})"
+        fix = _journal_fix(host, FILER, "check the filer can write to its volume servers")
+    return [CheckResult("filer cross read", COMPONENT, False, detail, fix=fix)]
+
+
+# --- 6. a written file has the copies the replica placement promises --------------------------
+
+DEFAULT_REPLICA_PLACEMENT = "001"
+"""roles/seaweedfs/defaults/main.yml, used when neither the inventory nor the roles define it."""
+
+_PLACEMENT = re.compile(r"^[0-2]{3}$")
+
+
+def copy_count(placement: str) -> int:
+    """How many copies SeaweedFS keeps of a volume of placement ``XYZ``: X+Y+Z+1."""
+    return sum(int(c) for c in placement) + 1
+
+
+def placement_needs(placement: str) -> str:
+    """What placement ``XYZ`` needs of the volume servers, in words."""
+    x, y, z = (int(c) for c in placement)
+    needs = []
+    if x:
+        needs.append(f"{x + 1} data centers")
+    if y:
+        needs.append(f"{y + 1} racks in one data center")
+    if z:
+        needs.append(f"{z + 1} servers in one rack")
+    return ", ".join(needs) or "a single server"
+
+
+@dataclass(frozen=True)
+class VolumeCopy:
+    """Where one copy of a volume sits: the server's ``ip:port``, inventory name, DC and rack."""
+
+    url: str
+    name: str
+    dc: str
+    rack: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.dc}/{self.rack})"
+
+
+def spread_problem(placement: str, copies: Sequence[VolumeCopy]) -> tuple[str, str] | None:
+    """How the copies of one volume break placement ``XYZ``: ``(kind, text)`` with kind
+    ``count`` (wrong number of copies or servers) or ``spread`` (wrong data centers, racks or
+    servers per rack); None when they honour it.
+
+    Levels are checked from the data centers down and the first one that is wrong is reported:
+    the levels below it only restate it.
+    """
+    x, y, z = (int(c) for c in placement)
+    servers = {c.url for c in copies}
+    want = copy_count(placement)
+    if len(servers) != len(copies):
+        return "count", f"{len(copies)} copies on only {len(servers)} distinct server(s)"
+    if len(copies) != want:
+        return "count", f"{_copies(len(copies))}, placement {placement} wants {want}"
+    dcs = Counter(c.dc for c in copies)
+    if len(dcs) != x + 1:
+        return "spread", (
+            f"copies in {len(dcs)} data center(s) ({', '.join(sorted(dcs))}), "
+            f"placement {placement} wants {x + 1}"
+        )
+    main_dc = dcs.most_common(1)[0][0]
+    racks = Counter(c.rack for c in copies if c.dc == main_dc)
+    if len(racks) != y + 1:
+        return "spread", (
+            f"copies in {len(racks)} rack(s) of {main_dc} ({', '.join(sorted(racks))}), "
+            f"placement {placement} wants {y + 1}"
+        )
+    main_rack, in_rack = racks.most_common(1)[0]
+    if in_rack != z + 1:
+        return "spread", (
+            f"{_copies(in_rack)} in {main_dc}/{main_rack}, placement {placement} wants {z + 1}"
+        )
+    return None
+
+
+def _copies(n: int) -> str:
+    return f"{n} cop{'y' if n == 1 else 'ies'}"
+
+
+def volume_placement(vol_status: dict[str, Any], volume: str) -> str:
+    """The placement ``XYZ`` of ``volume`` in a master's /vol/status answer ("" if absent).
+
+    4.48 lists ``Volumes.DataCenters.<dc>.<rack>.<server>`` -> volumes, each with
+    ``ReplicaPlacement`` ``{"dc": X, "rack": Y, "node": Z}`` (zero counts omitted).
+    """
+    centers = (vol_status.get("Volumes") or {}).get("DataCenters") or {}
+    for racks in centers.values():
+        for servers in (racks or {}).values():
+            for volumes in (servers or {}).values():
+                for info in volumes or []:
+                    if str(info.get("Id")) == volume:
+                        rp = info.get("ReplicaPlacement") or {}
+                        return f"{rp.get('dc', 0)}{rp.get('rack', 0)}{rp.get('node', 0)}"
+    return ""
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    fid: str
+    volume: str
+    offset: int
+    size: int
+
+
+def _chunks(entry: dict[str, Any]) -> list[_Chunk]:
+    """The chunks of a ``?metadata=true`` answer (ValueError on one without a ``file_id``)."""
+    chunks = []
+    for chunk in entry.get("chunks") or []:
+        fid = str(chunk.get("file_id") or "")
+        volume, sep, _ = fid.partition(",")
+        if not sep or not volume.isdigit():
+            raise ValueError(f"filer metadata has a chunk without a file_id: {chunk!r}"[:200])
+        offset = int(chunk.get("offset") or 0)
+        chunks.append(_Chunk(fid, volume, offset, int(chunk.get("size") or 0)))
+    return chunks
+
+
+def _lookup_volume(
+    topology: Topology, session: requests.Session, volume: str, ctx: CheckContext
+) -> tuple[list[dict[str, Any]] | None, str]:
+    """The locations of ``volume`` from the first master that knows them: (locations, error)."""
+    errors: list[str] = []
+    for master in topology.component(MASTER):
+        url = f"{base_url(master, MASTER)}/dir/lookup?volumeId={volume}"
+        try:
+            response = session.get(url, timeout=ctx.http_timeout)
+            body = response.json()
+        except requests.RequestException as exc:
+            errors.append(f"{url}: {http_error(exc)}")
+            continue
+        except ValueError:
+            errors.append(f"{url}: HTTP {response.status_code}, answer is not JSON")
+            continue
+        locations = body.get("locations") if isinstance(body, dict) else None
+        if response.status_code == 200 and isinstance(locations, list) and locations:
+            return locations, ""
+        error = body.get("error") if isinstance(body, dict) else ""
+        errors.append(f"{url}: HTTP {response.status_code} {error or 'no locations'}".rstrip())
+    return None, "; ".join(errors) or "no master in the inventory"
+
+
+def _expected_placement(topology: Topology) -> str:
+    """The masters' default placement (what the masters are deployed with, not the filers')."""
+    masters = topology.component(MASTER)
+    name = "seaweedfs_default_replica_placement"
+    if masters:
+        return str(masters[0].var(name, default=DEFAULT_REPLICA_PLACEMENT))
+    return str(topology.var(name, default=DEFAULT_REPLICA_PLACEMENT))
+
+
+def _placement_writer(filers: list[Host], placement: str) -> tuple[Host, dict[str, str]]:
+    """The filer to write through, and its query: a filer deployed with a placement of its own
+    (``seaweedfs_filer_default_replica_placement``) is asked for the masters' one explicitly."""
+    for filer in filers:
+        own = str(filer.var("seaweedfs_filer_default_replica_placement", default="") or "")
+        if own in ("", placement):
+            return filer, {}
+    return filers[0], {"replication": placement}
+
+
+def _copies_of(topology: Topology, locations: list[dict[str, Any]]) -> list[VolumeCopy]:
+    """Map /dir/lookup locations to inventory volume hosts (by storage_address:volume port)."""
+    inventory = {host_port(v.address, port_of(v, VOLUME)): v for v in topology.component(VOLUME)}
+    copies = []
+    for location in locations:
+        url = str(location.get("url") or "")
+        host = inventory.get(url)
+        if host is None:
+            copies.append(VolumeCopy(url, url, str(location.get("dataCenter") or "?"), "?"))
+            continue
+        dc = str(host.var("seaweedfs_data_center", default="") or "DefaultDataCenter")
+        rack = str(host.var("seaweedfs_rack", default="") or "DefaultRack")
+        copies.append(VolumeCopy(url, host.name, dc, rack))
+    return copies
+
+
+@dataclass
+class _PlacementProbe:
+    """One run of the replica placement check: write, inspect every copy, collect findings."""
+
+    topology: Topology
+    session: requests.Session
+    ctx: CheckContext
+    placement: str
+    writer: Host
+    url: str
+    data: bytes
+    problems: list[str] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)
+
+    def problem(self, text: str, fix: str) -> None:
+        self.problems.append(text)
+        if fix not in self.fixes:
+            self.fixes.append(fix)
+
+    @property
+    def shell(self) -> str:
+        return weed_shell(self.topology)
+
+    def run(self, params: dict[str, str]) -> None:
+        """PUT the file, read its chunks from the filer, check every volume holding them."""
+        writer_fix = _journal_fix(
+            self.writer, FILER, "check the filer can write to its volume servers"
+        )
+        entry = self._write_and_describe(params, writer_fix)
+        if entry is None:
+            return
+        try:
+            chunks = _chunks(entry)
+        except ValueError as exc:
+            self.problem(str(exc), writer_fix)
+            return
+        if not chunks:
+            self.problem(
+                f"{self.writer.name} kept the {_size(len(self.data))} file inline in its store "
+                "(no chunk on a volume server)",
+                f"Lower -saveToFilerLimit of {UNITS[FILER]} on {self.writer.name} below 64 KiB.",
+            )
+            return
+        by_volume: dict[str, list[_Chunk]] = {}
+        for chunk in chunks:
+            by_volume.setdefault(chunk.volume, []).append(chunk)
+        for volume, volume_chunks in by_volume.items():
+            self._check_volume(volume, volume_chunks)
+
+    def _write_and_describe(self, params: dict[str, str], writer_fix: str) -> dict[str, Any] | None:
+        """PUT the file and return its filer entry (``?metadata=true``); None on failure."""
+        timeout = self.ctx.http_timeout
+        name = self.writer.name
+        try:
+            response = self.session.put(self.url, params=params, data=self.data, timeout=timeout)
+            if response.status_code not in (200, 201):
+                want = copy_count(self.placement)
+                self.problem(
+                    f"PUT through {name}: HTTP {response.status_code} "
+                    f"{response.text[:160].strip()}".rstrip(),
+                    f"The cluster must hold {want} copies of placement {self.placement} "
+                    f"({placement_needs(self.placement)}, with free volume slots): look for "
+                    "'Not enough data nodes' or 'No free volumes' in the leader master's journal. "
+                    f"{writer_fix}",
+                )
+                return None
+            response = self.session.get(self.url, params={"metadata": "true"}, timeout=timeout)
+            entry = response.json() if response.status_code == 200 else None
+        except requests.RequestException as exc:
+            self.problem(f"through {name}: {http_error(exc)}", writer_fix)
+            return None
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            self.problem(
+                f"GET {self.url}?metadata=true: HTTP {response.status_code}, no entry as JSON",
+                writer_fix,
+            )
+            return None
+        return entry
+
+    def _check_volume(self, volume: str, chunks: list[_Chunk]) -> None:
+        """Placement and content of every copy of ``volume``, which holds ``chunks``."""
+        locations, error = _lookup_volume(self.topology, self.session, volume, self.ctx)
+        if locations is None:
+            self.problem(
+                f"no master answered the lookup of volume {volume}: {error}",
+                "Fix the masters first (see the master checks), then rerun.",
+            )
+            return
+        copies = _copies_of(self.topology, locations)
+        strangers = [c.url for c in copies if c.name == c.url]
+        if strangers:
+            self.problem(
+                f"volume {volume} has copies on {', '.join(strangers)}, not volume servers of "
+                "the inventory",
+                "Add those volume servers to the inventory with their data center and rack, or "
+                "drain them: echo 'lock; volumeServer.evacuate -node=<ip:port> -apply; unlock' "
+                f"| {self.shell}.",
+            )
+        where = ", ".join(map(str, copies))
+        wrong = spread_problem(self.placement, copies)
+        if wrong is not None:
+            kind, text = wrong
+            actual = self._actual_placement(volume)
+            label = f"volume {volume} (placement {actual})" if actual else f"volume {volume}"
+            if actual and actual != self.placement:
+                kind = "count"  # the volume was created with another placement: masters' fault
+            self.problem(f"{label}: {text}: {where}", self._placement_fix(kind, volume, actual))
+        for chunk in chunks:
+            self._read_copies(chunk, copies)
+        self.found.append(f"volume {volume} has {_copies(len(copies))} on {where}")
+
+    def _actual_placement(self, volume: str) -> str:
+        """The placement ``volume`` was created with, from the masters' /vol/status ("" when
+        unknown). Asked only when something is wrong: the answer lists every volume."""
+        for master in self.topology.component(MASTER):
+            url = f"{base_url(master, MASTER)}/vol/status"
+            try:
+                body = self.session.get(url, timeout=self.ctx.http_timeout).json()
+            except (requests.RequestException, ValueError):
+                continue
+            if isinstance(body, dict):
+                return volume_placement(body, volume)
+        return ""
+
+    def _placement_fix(self, kind: str, volume: str, actual: str) -> str:
+        placement = self.placement
+        if kind == "count":
+            written = f"with placement {actual}" if actual else "with another placement"
+            return (
+                f"The masters write {written}, the inventory's seaweedfs_default_replica_placement "
+                f"is {placement}: set the variable to the placement you mean, rerun deploy (it "
+                f"renders -defaultReplication of {UNITS[MASTER]} and the filers' "
+                "-defaultReplicaPlacement) and restart the masters one at a time. Existing "
+                "volumes keep their placement until you run echo 'lock; "
+                f"volume.configure.replication -replication=<XYZ> -volumeId={volume}; "
+                f"volume.fix.replication -apply; unlock' | {self.shell}."
+            )
+        return (
+            f"Placement {placement} needs {placement_needs(placement)}: make every volume "
+            "server's seaweedfs_data_center/seaweedfs_rack its real place (see volume "
+            "registered), with free slots in each, then echo 'lock; volume.fix.replication "
+            f"-apply; unlock' | {self.shell}."
+        )
+
+    def _read_copies(self, chunk: _Chunk, copies: list[VolumeCopy]) -> None:
+        """GET the chunk from every copy and compare it with the bytes written."""
+        expected = self.data[chunk.offset : chunk.offset + chunk.size]
+        digest = hashlib.sha256(expected).digest()
+        repair = (
+            f"A copy is missing or stale: echo 'lock; volume.check.disk -volumeId={chunk.volume} "
+            f"-apply; unlock' | {self.shell}, and check that volume server's disk."
+        )
+        for copy in copies:
+            url = f"http://{copy.url}/{chunk.fid}"
+            try:
+                response = self.session.get(url, timeout=self.ctx.http_timeout)
+            except requests.RequestException as exc:
+                self.problem(
+                    f"copy on {copy.name} ({url}): {http_error(exc)}",
+                    f"Look on {copy.name}: systemctl status {UNITS[VOLUME]}; "
+                    f"journalctl -u {UNITS[VOLUME]} -n 100.",
+                )
+                continue
+            if response.status_code in (401, 403):
+                self.problem(
+                    f"copy on {copy.name} ({url}): HTTP {response.status_code}",
+                    "The volume servers want a JWT for reads ([jwt.signing.read] in "
+                    "security.toml): read the copies by hand with a signed request.",
+                )
+            elif response.status_code != 200:
+                self.problem(f"copy on {copy.name} ({url}): HTTP {response.status_code}", repair)
+            elif hashlib.sha256(response.content).digest() != digest:
+                self.problem(
+                    f"copy on {copy.name} ({url}) holds {_size(len(response.content))} "
+                    f"differing from the {_size(len(expected))} written",
+                    repair,
+                )
+
+
+@cluster_check("replica placement", COMPONENT, requires=(VOLUME,))
+def replica_placement(topology: Topology, ctx: CheckContext) -> list[CheckResult]:
+    """A file written through a filer has the copies its replica placement promises.
+
+    The expected placement is the masters' ``seaweedfs_default_replica_placement`` "XYZ": X+Y+Z+1
+    copies on distinct volume servers, spread over data centers and racks as XYZ requires, each
+    holding the bytes written (read from every copy directly).
+    """
+    filers = topology.component(FILER)
+    if not filers:
+        return []  # nothing to write a file through: not applicable
+    placement = _expected_placement(topology)
+    if not _PLACEMENT.match(placement):
+        return [
+            CheckResult(
+                "replica placement",
+                COMPONENT,
+                False,
+                f"seaweedfs_default_replica_placement is {placement!r}, not XYZ with digits 0-2",
+                fix="Set seaweedfs_default_replica_placement in the inventory (e.g. 001).",
+                endpoint="inventory",
+            )
+        ]
+    writer, params = _placement_writer(filers, placement)
+    url = f"{_filer_base(topology, writer)}{uuid.uuid4().hex}.bin"
+    with http_session() as session:
+        probe = _PlacementProbe(topology, session, ctx, placement, writer, url, _payload())
+        try:
+            probe.run(params)
+        finally:
+            deleted = _delete(session, url, ctx, {})
+    if not probe.problems and deleted:
+        probe.problem(
+            f"checked every copy but DELETE {probe.url} failed: {deleted}",
+            _journal_fix(writer, FILER),
+        )
+    if probe.problems:
+        return [
+            CheckResult(
+                "replica placement",
+                COMPONENT,
+                False,
+                f"placement {placement}: {'; '.join(probe.problems)}",
+                fix=" ".join(probe.fixes),
+                endpoint=probe.url,
+            )
+        ]
+    asked = f", asked explicitly of {writer.name}" if params else ""
+    return [
+        CheckResult(
+            "replica placement",
+            COMPONENT,
+            True,
+            f"placement {placement}{asked}: {'; '.join(probe.found)}; every copy read back "
+            "identical (sha256); file deleted",
+            endpoint=probe.url,
+        )
+    ]
+
+
+# --- 7. S3 write / read / delete -------------------------------------------------------------
 
 
 def _s3_url(topology: Topology, host: Host) -> str:
@@ -510,21 +1129,32 @@ _AUTH_ERRORS = frozenset(
 )
 
 
-@host_check("s3 round trip", COMPONENT, group=S3, endpoint=_s3_url)
-def s3_round_trip(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
-    """Create the verify bucket if missing, PUT/GET (byte-identical)/DELETE an object."""
-    endpoint = _s3_url(topology, host)
-    access_key = host.var("seaweedfs_s3_access_key", default="")
-    secret_key = host.var("seaweedfs_s3_secret_key", default="")
+def s3_transfer(
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    ctx: CheckContext,
+    *,
+    check: str = "s3 round trip",
+    component: str = COMPONENT,
+    service_fix: str,
+    keys_of: str = "this host",
+) -> CheckResult:
+    """Through the S3 endpoint ``endpoint``: create the verify bucket if missing, PUT an object,
+    GET it back byte-identical, DELETE it. Returns the result named ``check``.
+
+    ``service_fix`` is the fix for failures that are not the keys' fault (what to look at behind
+    ``endpoint``); ``keys_of`` names whose keys these are, for the message when they are unset.
+    """
     if not access_key or not secret_key:
         return CheckResult(
-            "s3 round trip",
-            COMPONENT,
+            check,
+            component,
             False,
-            "seaweedfs_s3_access_key / seaweedfs_s3_secret_key are not set for this host",
+            f"seaweedfs_s3_access_key / seaweedfs_s3_secret_key are not set for {keys_of}",
             fix="Set seaweedfs_s3_access_key and seaweedfs_s3_secret_key in the inventory (vault).",
         )
-    client = s3_client(endpoint, str(access_key), str(secret_key), ctx)
+    client = s3_client(endpoint, access_key, secret_key, ctx)
     key = f"{uuid.uuid4().hex}.bin"
     data = _payload()
     timings: dict[str, float] = {}
@@ -567,31 +1197,41 @@ def s3_round_trip(topology: Topology, host: Host, ctx: CheckContext) -> CheckRes
                 f"CreateBucket, or pre-create bucket {VERIFY_BUCKET})."
             )
         else:
-            fix = _journal_fix(host, S3)
+            fix = service_fix
         return CheckResult(
-            "s3 round trip", COMPONENT, False, f"{step}: {code}: {_error_message(exc)}", fix=fix
+            check, component, False, f"{step}: {code}: {_error_message(exc)}", fix=fix
         )
     except BotoCoreError as exc:
-        return CheckResult(
-            "s3 round trip", COMPONENT, False, f"{step}: {exc}", fix=_journal_fix(host, S3)
-        )
+        return CheckResult(check, component, False, f"{step}: {exc}", fix=service_fix)
     finally:
         client.close()
     if got != data:
         return CheckResult(
-            "s3 round trip",
-            COMPONENT,
+            check,
+            component,
             False,
             f"GetObject returned {_size(len(got))} differing from the {_size(len(data))} written",
             fix="Data corruption between gateway, filer and volume servers: check their logs.",
         )
     spent = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items())
     return CheckResult(
-        "s3 round trip",
-        COMPONENT,
+        check,
+        component,
         True,
         f"s3://{VERIFY_BUCKET}/{key}: {_size(len(data))} put, read back identical, "
         f"deleted; {spent}",
+    )
+
+
+@host_check("s3 round trip", COMPONENT, group=S3, endpoint=_s3_url)
+def s3_round_trip(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
+    """Create the verify bucket if missing, PUT/GET (byte-identical)/DELETE an object."""
+    return s3_transfer(
+        _s3_url(topology, host),
+        str(host.var("seaweedfs_s3_access_key", default="") or ""),
+        str(host.var("seaweedfs_s3_secret_key", default="") or ""),
+        ctx,
+        service_fix=_journal_fix(host, S3),
     )
 
 
@@ -605,7 +1245,7 @@ def _error_message(exc: Any) -> str:
     return str(error.get("Message") or exc)
 
 
-# --- 6. anonymous S3 access is refused -------------------------------------------------------
+# --- 8. anonymous S3 access is refused -------------------------------------------------------
 
 
 @host_check("s3 anonymous refused", COMPONENT, group=S3, endpoint=_s3_url)
@@ -615,7 +1255,7 @@ def s3_anonymous_refused(topology: Topology, host: Host, ctx: CheckContext) -> C
     bucket_url = f"{endpoint}/{VERIFY_BUCKET}/"
     object_url = f"{bucket_url}anonymous-{uuid.uuid4().hex}.bin"
     answers: dict[str, int] = {}
-    with _session() as session:
+    with http_session() as session:
         try:
             answers["GET"] = session.get(bucket_url, timeout=ctx.http_timeout).status_code
             answers["PUT"] = session.put(
@@ -626,7 +1266,7 @@ def s3_anonymous_refused(topology: Topology, host: Host, ctx: CheckContext) -> C
                 "s3 anonymous refused",
                 COMPONENT,
                 False,
-                _http_error(exc),
+                http_error(exc),
                 fix=_journal_fix(host, S3),
                 endpoint=bucket_url,
             )
@@ -664,6 +1304,8 @@ CHECKS = [
     volume_registered,
     filer_health,
     filer_round_trip,
+    filer_cross_read,
+    replica_placement,
     s3_round_trip,
     s3_anonymous_refused,
 ]

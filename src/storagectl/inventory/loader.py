@@ -40,6 +40,7 @@ __all__ = [
     "Topology",
     "VariableError",
     "load_topology",
+    "topology_from_vars",
 ]
 
 
@@ -440,32 +441,79 @@ def load_topology(
 
     variable_manager = VariableManager(loader=loader, inventory=inventory)
     HostVars(inventory=inventory, variable_manager=variable_manager, loader=loader)
-    defaults = _role_defaults(loader, Path(roles_dir) if roles_dir else base / "roles")
     extra = _extra_vars(loader, extra_vars)
 
     raw: dict[str, dict[str, Any]] = {}
+    host_groups: dict[str, tuple[str, ...]] = {}
     try:
         for ans_host in inventory.get_hosts(ignore_limits=True, ignore_restrictions=True):
             host_vars = variable_manager.get_vars(host=ans_host, include_hostvars=True)
-            raw[ans_host.name] = combine_vars(combine_vars(defaults, host_vars), extra)
+            raw[ans_host.name] = combine_vars(host_vars, extra)
+            host_groups[ans_host.name] = tuple(g.name for g in ans_host.get_groups())
     except AnsibleError as exc:
         raise InventoryError(f"inventory variables: {_first_line(exc)}") from exc
 
-    resolver = _Resolver(loader, raw)
-    hosts: dict[str, Host] = {}
-    for name, host_vars in raw.items():
-        groups = tuple(
-            sorted(g.name for g in inventory.get_host(name).get_groups() if g.name != "all")
-        )
-        hosts[name] = Host(name=name, groups=groups, vars=host_vars, _resolver=resolver)
-    groups_dict = {
+    groups = {
         str(g): [str(h) for h in members] for g, members in inventory.get_groups_dict().items()
+    }
+    return topology_from_vars(
+        loader,
+        raw,
+        groups,
+        roles_dir=Path(roles_dir) if roles_dir else base / "roles",
+        host_groups=host_groups,
+        sources=sources,
+        in_scope=_in_scope(inventory, limit),
+        warnings=warnings,
+    )
+
+
+def topology_from_vars(
+    loader: DataLoader,
+    raw_host_vars: Mapping[str, Mapping[str, Any]],
+    groups: Mapping[str, Sequence[str]],
+    *,
+    roles_dir: str | Path,
+    host_groups: Mapping[str, Sequence[str]] | None = None,
+    sources: Sequence[Path] = (),
+    in_scope: Iterable[str] | None = None,
+    warnings: Sequence[str] = (),
+) -> Topology:
+    """A Topology from variables Ansible has already loaded, with the role defaults under them.
+
+    ``raw_host_vars`` maps each host to its merged, untemplated variables as Ansible's
+    ``VariableManager`` returns them (extra vars included); ``groups`` is Ansible's ``groups``
+    magic variable. The role defaults of ``roles_dir`` are layered under the host variables,
+    exactly as :func:`load_topology` does. ``host_groups`` gives each host's groups; by default
+    they are read from ``groups``. This is how the ``storagectl_inventory_check`` action plugin
+    builds the same Topology inside a playbook run.
+    """
+    from ansible.utils.vars import combine_vars
+
+    defaults = _role_defaults(loader, Path(roles_dir))
+    raw = {
+        name: combine_vars(defaults, dict(variables)) for name, variables in raw_host_vars.items()
+    }
+    if host_groups is None:
+        host_groups = {
+            name: [g for g, members in groups.items() if name in members and g != "all"]
+            for name in raw
+        }
+    resolver = _Resolver(loader, raw)
+    hosts = {
+        name: Host(
+            name=name,
+            groups=tuple(sorted(g for g in host_groups.get(name, ()) if g != "all")),
+            vars=host_vars,
+            _resolver=resolver,
+        )
+        for name, host_vars in raw.items()
     }
     return Topology(
         hosts,
-        groups_dict,
+        groups,
         sources=sources,
-        in_scope=_in_scope(inventory, limit),
+        in_scope=in_scope,
         defaults={k: _plain(v) for k, v in defaults.items() if not _is_template(v)},
         warnings=warnings,
     )

@@ -1,0 +1,508 @@
+"""Inventory rules, checked before any host is touched.
+
+:func:`validate` reads a :class:`~storagectl.inventory.loader.Topology` and returns the
+:class:`Problem` list; an empty list means the inventory can be deployed. The rules only read
+variables: no network, no host contact. They are written once, here, and run from three places:
+``storagectl inventory check``, ``storagectl deploy`` (before Ansible starts) and, inside any
+``ansible-playbook`` run, the ``storagectl_inventory_check`` action plugin of
+``playbooks/validate-inventory.yml``.
+
+Every problem names the host (when there is one), the variable and the fix. Secrets are checked
+for presence and length only: a message never quotes the value of a key or password.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from storagectl.inventory.loader import MISSING, Host, Topology, VariableError
+
+__all__ = ["PORTS", "RULES", "Port", "Problem", "Service", "validate"]
+
+PLACEMENT = "seaweedfs_default_replica_placement"
+
+# Volumes SeaweedFS creates at once when a collection needs room, by copy count
+# (master.toml [master.volume_growth]: copy_1 = 7, copy_2 = 6, copy_3 = 3, copy_other = 1).
+_GROWTH = {1: 7, 2: 6, 3: 3}
+
+# Variables whose values never appear in a message, not even in a templating error.
+_SECRET = re.compile(r"secret|password|passwd|token|access_key|private_key", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: where (host, or ``None`` for the cluster), which variable, what, the fix."""
+
+    host: str | None
+    variable: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        where = f"{self.host}: " if self.host else ""
+        return f"{where}{self.variable}: {self.message.rstrip('.')}. Fix: {self.fix}"
+
+
+class _UnresolvedError(Exception):
+    """A variable a rule needs cannot be resolved; :func:`validate` turns it into a Problem."""
+
+    def __init__(self, host: str | None, variable: str, reason: str) -> None:
+        super().__init__(reason)
+        self.host = host
+        self.variable = variable
+        self.reason = reason
+
+    def problem(self) -> Problem:
+        marker = f"cannot resolve {self.variable}: "
+        if marker not in self.reason:
+            return Problem(
+                self.host,
+                self.variable,
+                "is not defined",
+                "define it in the inventory (group_vars or host_vars)",
+            )
+        detail = self.reason.split(marker, 1)[1]
+        shown = "" if _SECRET.search(self.variable) else f": {detail}"
+        return Problem(
+            self.host,
+            self.variable,
+            f"cannot be resolved{shown}",
+            "fix its value; a template may only use inventory variables (no facts exist before "
+            "the run), and a vaulted value needs the vault password",
+        )
+
+
+def _var(host: Host, name: str, default: Any = MISSING) -> Any:
+    try:
+        return host.var(name, default)
+    except VariableError as exc:
+        raise _UnresolvedError(host.name, name, str(exc)) from None
+
+
+def _group(topology: Topology, logical: str) -> tuple[str, list[Host]]:
+    """A component's inventory group name (``<logical>_group`` honoured) and its hosts."""
+    try:
+        name = topology.group_var_name(logical)
+    except VariableError as exc:
+        raise _UnresolvedError(None, f"{logical}_group", str(exc)) from None
+    return name, topology.group(name)
+
+
+def _names(hosts: Iterable[Host | str]) -> str:
+    return ", ".join(h if isinstance(h, str) else h.name for h in hosts)
+
+
+def _copies(count: int) -> str:
+    return f"{count} {'copy' if count == 1 else 'copies'}"
+
+
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an int (``-e`` gives strings), None when it is not a whole number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+
+def check_groups(topology: Topology) -> Iterator[Problem]:
+    """Masters and volume servers exist; S3 gateways have filers to talk to."""
+    for logical, what in (("seaweedfs_master", "master"), ("seaweedfs_volume", "volume server")):
+        name, hosts = _group(topology, logical)
+        if not hosts:
+            yield Problem(
+                None,
+                f"{logical}_group",
+                f"group {name} has no hosts: SeaweedFS needs at least one {what}",
+                f"put at least one host in group {name}",
+            )
+    filers_group, filers = _group(topology, "seaweedfs_filer")
+    _, gateways = _group(topology, "seaweedfs_s3")
+    if gateways and not filers:
+        yield Problem(
+            None,
+            "seaweedfs_filer_group",
+            f"group {filers_group} has no hosts, but the S3 gateways ({_names(gateways)}) store "
+            "everything through a filer",
+            f"put at least one host in group {filers_group}, or remove the S3 gateways",
+        )
+
+
+def check_master_count(topology: Topology) -> Iterator[Problem]:
+    """Raft needs an odd number of masters; weed master exits on an even count."""
+    name, masters = _group(topology, "seaweedfs_master")
+    if masters and len(masters) % 2 == 0:
+        yield Problem(
+            None,
+            "seaweedfs_master_group",
+            f"group {name} has {len(masters)} hosts ({_names(masters)}): Raft needs an odd "
+            "number of masters (1, 3 or 5) and weed master refuses to start with an even count",
+            f"add or remove one host in group {name}",
+        )
+
+
+# --- replica placement -------------------------------------------------------------------------
+
+
+def _placement_value(topology: Topology) -> Any:
+    """The placement the masters get (-defaultReplication); MISSING when there is no master."""
+    _, masters = _group(topology, "seaweedfs_master")
+    return _var(masters[0], PLACEMENT) if masters else MISSING
+
+
+def _digits(value: Any) -> tuple[int, int, int] | None:
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{3}", value):
+        return int(value[0]), int(value[1]), int(value[2])
+    return None
+
+
+def _layout(volumes: Iterable[Host]) -> dict[str, dict[str, list[str]]]:
+    """Volume servers by data center, then rack (the role defaults are dc1 / rack1)."""
+    layout: dict[str, dict[str, list[str]]] = {}
+    for host in volumes:
+        dc = str(_var(host, "seaweedfs_data_center", "dc1"))
+        rack = str(_var(host, "seaweedfs_rack", "rack1"))
+        layout.setdefault(dc, {}).setdefault(rack, []).append(host.name)
+    return layout
+
+
+def _show_dcs(layout: dict[str, dict[str, list[str]]]) -> str:
+    shown = [
+        f"{dc} = [{_names(sorted(h for r in racks.values() for h in r))}]"
+        for dc, racks in layout.items()
+    ]
+    return "data centers: " + ", ".join(shown)
+
+
+def _show_racks(layout: dict[str, dict[str, list[str]]]) -> str:
+    shown = [
+        f"{dc}/{rack} = [{_names(hosts)}]"
+        for dc, racks in layout.items()
+        for rack, hosts in racks.items()
+    ]
+    return "racks: " + ", ".join(shown)
+
+
+def check_replica_placement(topology: Topology) -> Iterator[Problem]:
+    """The placement is three digits XYZ and the volume servers' labels can satisfy it."""
+    value = _placement_value(topology)
+    if value is MISSING:
+        return
+    digits = _digits(value)
+    if digits is None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            message = (
+                f"is the number {value}, not three digits: YAML reads an unquoted 001 as 1 "
+                "and 010 as 8"
+            )
+        else:
+            message = f"is {value!r}, not three digits XYZ"
+        yield Problem(
+            None,
+            PLACEMENT,
+            message,
+            'write it as a quoted string of three digits, e.g. "001" (two copies on two servers '
+            'of one rack) or "000" (one copy)',
+        )
+        return
+    x, y, z = digits
+    _, volumes = _group(topology, "seaweedfs_volume")
+    if not volumes:
+        return
+    layout = _layout(volumes)
+    if len(layout) < x + 1:
+        yield Problem(
+            None,
+            PLACEMENT,
+            f'"{value}" keeps {_copies(x)} in other data centers, so the volume servers must '
+            f"span at least {x + 1} data centers; the inventory has {_show_dcs(layout)}",
+            f"set seaweedfs_data_center so that volume servers are in at least {x + 1} data "
+            f"centers, or lower the first digit of {PLACEMENT}",
+        )
+    wide_dcs = [racks for racks in layout.values() if len(racks) >= y + 1]
+    if not wide_dcs:
+        yield Problem(
+            None,
+            PLACEMENT,
+            f'"{value}" keeps {_copies(y)} on other racks of the same data center, so one data '
+            f"center needs volume servers on at least {y + 1} racks; the inventory has "
+            f"{_show_racks(layout)}",
+            f"set seaweedfs_rack so that the volume servers of one data center are on at least "
+            f"{y + 1} racks, or lower the middle digit of {PLACEMENT}",
+        )
+    elif not any(len(hosts) >= z + 1 for racks in wide_dcs for hosts in racks.values()):
+        where = f" of a data center with at least {y + 1} racks" if y else ""
+        yield Problem(
+            None,
+            PLACEMENT,
+            f'"{value}" keeps {_copies(z)} on other servers of the same rack, so a rack{where} '
+            f"needs at least {z + 1} volume servers; the inventory has {_show_racks(layout)}",
+            f"put at least {z + 1} volume servers in one rack (same seaweedfs_data_center and "
+            f"seaweedfs_rack), or lower the last digit of {PLACEMENT}",
+        )
+
+
+# --- volume slots --------------------------------------------------------------------------
+
+
+def check_volume_slots(topology: Topology) -> Iterator[Problem]:
+    """Enough volume slots for the default collection and one S3 bucket to grow once."""
+    digits = _digits(_placement_value(topology))
+    _, volumes = _group(topology, "seaweedfs_volume")
+    if digits is None or not volumes:
+        return  # check_replica_placement and check_groups report these
+    x, y, z = digits
+    copies = (x + 1) * (y + 1) * (z + 1)
+    growth = _GROWTH.get(copies, 1)
+    needed = growth * copies * 2
+    total, counted, valid = 0, [], True
+    for host in volumes:
+        value = _var(host, "seaweedfs_volume_max")
+        slots = _whole_number(value)
+        dirs = _var(host, "seaweedfs_volume_dirs")
+        if slots is None or slots < 0:
+            valid = False
+            yield Problem(
+                host.name,
+                "seaweedfs_volume_max",
+                f"is {value!r}, not a whole number of volume slots per directory",
+                "set it to disk size / seaweedfs_volume_size_limit_mb (0 lets weed work it out "
+                "from the free space)",
+            )
+        if not isinstance(dirs, list) or not dirs:
+            valid = False
+            yield Problem(
+                host.name,
+                "seaweedfs_volume_dirs",
+                "is not a non-empty list of directories",
+                "list the data directories, one per disk, e.g. [/srv/seaweedfs/disk1]",
+            )
+        if not valid:
+            continue
+        if slots == 0:
+            return  # weed sizes this server from its free space: nothing to count beforehand
+        total += slots * len(dirs)
+        counted.append(f"{host.name} {slots} x {len(dirs)} dir{'s' if len(dirs) > 1 else ''}")
+    if valid and total < needed:
+        yield Problem(
+            None,
+            "seaweedfs_volume_max",
+            f"the volume servers have {total} volume slots ({', '.join(counted)}), but placement "
+            f'"{x}{y}{z}" stores {_copies(copies)} of each volume and SeaweedFS grows a '
+            f"collection {growth} volumes at a time: the default collection and one S3 bucket "
+            f"need {growth} x {copies} x 2 = {needed}",
+            f"raise seaweedfs_volume_max (every further bucket takes {growth * copies} more "
+            "slots; size it as disk size / seaweedfs_volume_size_limit_mb), or add volume "
+            "servers or data directories",
+        )
+
+
+# --- S3 credentials --------------------------------------------------------------------------
+
+_S3_KEYS = (("seaweedfs_s3_access_key", 3), ("seaweedfs_s3_secret_key", 8))
+
+
+def check_s3_credentials(topology: Topology) -> Iterator[Problem]:
+    """Every S3 gateway has its keys. Only their presence and length are ever reported."""
+    _, gateways = _group(topology, "seaweedfs_s3")
+    for host in gateways:
+        for name, minimum in _S3_KEYS:
+            value = _var(host, name, None)
+            if value is None or str(value) == "":
+                message = "is not set"
+            elif len(str(value)) < minimum:
+                message = f"is shorter than {minimum} characters"
+            else:
+                continue
+            yield Problem(
+                host.name,
+                name,
+                message,
+                f"set {name} (at least {minimum} characters) for the S3 gateways in the "
+                "inventory's group_vars, in Ansible Vault in production; it has no default "
+                "because a gateway without credentials accepts any key",
+            )
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Port:
+    """One listening port of a service, read from ``variable``."""
+
+    variable: str
+    default: Any = MISSING  # used when the variable is undefined; MISSING: it must be defined
+    grpc: bool = False  # the service also listens on this port + 10000 (SeaweedFS's gRPC)
+    optional: bool = False  # 0 turns the listener off (metrics ports)
+
+
+@dataclass(frozen=True)
+class Service:
+    """What runs on the hosts of a component group, and the ports it listens on."""
+
+    group: str  # logical group name; the inventory may rename it with <group>_group
+    label: str
+    ports: tuple[Port, ...]
+    only_with: str | None = None  # these ports exist only when this logical group has hosts
+
+
+def _metrics(variable: str) -> Port:
+    return Port(variable, 0, optional=True)
+
+
+# One row per service. A new component adds its row; rows of components whose roles do not exist
+# yet carry their defaults, so the rule works the day the role lands. When two rows clash on one
+# host, the later row's variable is the one to change.
+PORTS: tuple[Service, ...] = (
+    Service(
+        "seaweedfs_master",
+        "SeaweedFS master",
+        (Port("seaweedfs_master_port", grpc=True), _metrics("seaweedfs_master_metrics_port")),
+    ),
+    Service(
+        "seaweedfs_volume",
+        "SeaweedFS volume server",
+        (Port("seaweedfs_volume_port", grpc=True), _metrics("seaweedfs_volume_metrics_port")),
+    ),
+    Service(
+        "seaweedfs_filer",
+        "SeaweedFS filer",
+        (Port("seaweedfs_filer_port", grpc=True), _metrics("seaweedfs_filer_metrics_port")),
+    ),
+    Service(
+        "seaweedfs_s3",
+        "SeaweedFS S3 gateway",
+        (Port("seaweedfs_s3_port", grpc=True), _metrics("seaweedfs_s3_metrics_port")),
+    ),
+    Service(
+        "haproxy",
+        "HAProxy",
+        (
+            Port("haproxy_filer_port", 8888),
+            Port("haproxy_filer_grpc_port", 18888),
+            Port("haproxy_s3_port", 8333),
+            Port("haproxy_stats_port", 8404),
+        ),
+    ),
+    Service(
+        "haproxy",
+        "HAProxy",
+        (Port("haproxy_postgres_rw_port", 5000), Port("haproxy_postgres_ro_port", 5001)),
+        only_with="postgres",
+    ),
+    Service("etcd", "etcd", (Port("etcd_client_port", 2379), Port("etcd_peer_port", 2380))),
+    Service(
+        "postgres",
+        "PostgreSQL (Patroni)",
+        (Port("patroni_restapi_port", 8008), Port("postgresql_port", 5432)),
+    ),
+    Service("redis", "Redis", (Port("redis_port", 6379),)),
+    Service("rustfs", "RustFS", (Port("rustfs_port", 9000), Port("rustfs_console_port", 9001))),
+)
+
+
+def _host_ports(
+    host: Host, services: Iterable[Service]
+) -> Iterator[Problem | tuple[int, str, str]]:
+    """Each port of ``host`` as (number, variable, description), or the Problem of a bad value."""
+    for service in services:
+        for port in service.ports:
+            value = _var(host, port.variable, port.default)
+            number = _whole_number(value)
+            if number == 0 and port.optional:
+                continue
+            if number is None or not 1 <= number <= 65535:
+                off = ", or 0 to turn it off" if port.optional else ""
+                yield Problem(
+                    host.name,
+                    port.variable,
+                    f"is {value!r}, not a TCP port number",
+                    f"use a whole number from 1 to 65535{off}",
+                )
+                continue
+            yield number, port.variable, f"{service.label} ({port.variable})"
+            if port.grpc:
+                if number + 10000 > 65535:
+                    yield Problem(
+                        host.name,
+                        port.variable,
+                        f"is {number}, so its gRPC port {number} + 10000 is above 65535",
+                        f"use a port from 1 to 55535 for {port.variable}",
+                    )
+                    continue
+                yield (
+                    number + 10000,
+                    port.variable,
+                    f"{service.label} gRPC ({port.variable} + 10000)",
+                )
+
+
+def check_ports(topology: Topology) -> Iterator[Problem]:
+    """No two services of one host listen on the same TCP port; every port is 1..65535."""
+    members: dict[str, set[str]] = {}
+    for logical in {s.group for s in PORTS} | {s.only_with for s in PORTS if s.only_with}:
+        members[logical] = {h.name for h in _group(topology, logical)[1]}
+    for host in topology.hosts.values():
+        services = [
+            s
+            for s in PORTS
+            if host.name in members[s.group] and (s.only_with is None or members[s.only_with])
+        ]
+        taken: dict[int, str] = {}
+        for item in _host_ports(host, services):
+            if isinstance(item, Problem):
+                yield item
+                continue
+            number, variable, what = item
+            if number not in taken:
+                taken[number] = what
+                continue
+            yield Problem(
+                host.name,
+                variable,
+                f"port {number} is used by both {taken[number]} and {what}",
+                f"change {variable} on {host.name} to a free port: two services cannot listen "
+                "on the same port of one host",
+            )
+
+
+# --- all rules -------------------------------------------------------------------------------
+
+Rule = Callable[[Topology], Iterable[Problem]]
+
+RULES: tuple[Rule, ...] = (
+    check_groups,
+    check_master_count,
+    check_replica_placement,
+    check_volume_slots,
+    check_s3_credentials,
+    check_ports,
+)
+
+
+def validate(topology: Topology) -> list[Problem]:
+    """Every problem of the inventory, in rule order; an empty list means it can be deployed.
+
+    A variable a rule cannot resolve (undefined, bad template, vault without password) becomes
+    a Problem naming the host and the variable, and that rule stops there.
+    """
+    problems: list[Problem] = []
+    for rule in RULES:
+        try:
+            for problem in rule(topology):
+                if problem not in problems:
+                    problems.append(problem)
+        except _UnresolvedError as exc:
+            problem = exc.problem()
+            if problem not in problems:
+                problems.append(problem)
+    return problems

@@ -1,0 +1,397 @@
+"""The inventory rules (storagectl.inventory.validate) on small inventories written to tmp_path.
+
+Inventories are loaded with load_topology against a project whose role defaults are written here
+(the SeaweedFS contract: groups, ports, placement, slots), so the rules are tested independently
+of the real roles; one test runs against the real project too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from storagectl.inventory import load_topology
+from storagectl.inventory.validate import PORTS, Problem, validate
+
+STORAGE = ("seaweedfs_master", "seaweedfs_volume", "seaweedfs_filer")
+KEYS = {"seaweedfs_s3_access_key": "AKIDTEST01", "seaweedfs_s3_secret_key": "never-print-me-0123"}
+PLACEMENT = "seaweedfs_default_replica_placement"
+
+Hosts = dict[str, tuple[Sequence[str], dict[str, Any]]]
+
+# Three storage hosts on two racks of one data center, one edge host running the S3 gateway.
+GOOD: Hosts = {
+    "s1": (STORAGE, {"seaweedfs_rack": "rack1"}),
+    "s2": (STORAGE, {"seaweedfs_rack": "rack2"}),
+    "s3": (STORAGE, {"seaweedfs_rack": "rack1"}),
+    "edge": (("seaweedfs_s3",), {}),
+}
+
+ROLE_DEFAULTS = {
+    "seaweedfs": {
+        "seaweedfs_master_group": "seaweedfs_master",
+        "seaweedfs_volume_group": "seaweedfs_volume",
+        "seaweedfs_filer_group": "seaweedfs_filer",
+        "seaweedfs_s3_group": "seaweedfs_s3",
+        "seaweedfs_master_port": 9333,
+        "seaweedfs_volume_port": 8080,
+        "seaweedfs_filer_port": 8888,
+        "seaweedfs_s3_port": 8333,
+        PLACEMENT: "001",
+        "seaweedfs_data_center": "dc1",
+        "seaweedfs_rack": "rack1",
+    },
+    "seaweedfs_master": {"seaweedfs_master_metrics_port": 0},
+    "seaweedfs_volume": {
+        "seaweedfs_volume_dirs": ["/var/lib/seaweedfs/volume"],
+        "seaweedfs_volume_max": 100,
+        "seaweedfs_volume_metrics_port": 0,
+    },
+    "seaweedfs_filer": {"seaweedfs_filer_metrics_port": 0},
+    "seaweedfs_s3": {"seaweedfs_s3_metrics_port": 0},
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    for role, defaults in ROLE_DEFAULTS.items():
+        path = root / "roles" / role / "defaults" / "main.yml"
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump(defaults))
+    return root
+
+
+def _check(
+    tmp_path: Path,
+    project: Path | None,
+    hosts: Hosts,
+    all_vars: dict[str, Any] | None = None,
+    *,
+    all_vars_yaml: str = "",
+    extra_vars: Sequence[str] = (),
+) -> list[Problem]:
+    """Write the inventory (``all_vars_yaml`` is written as is, for YAML typing pitfalls)."""
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True, exist_ok=True)
+    groups: dict[str, dict[str, None]] = {}
+    for name, (member_of, _) in hosts.items():
+        for group in member_of:
+            groups.setdefault(group, {})[name] = None
+    document = {
+        "all": {
+            "vars": {**KEYS, **(all_vars or {})},
+            "hosts": {name: dict(variables) for name, (_, variables) in hosts.items()},
+            "children": {group: {"hosts": members} for group, members in groups.items()},
+        }
+    }
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(document))
+    (inventory / "group_vars" / "all.yml").write_text(all_vars_yaml or "{}\n")
+    kwargs: dict[str, Any] = {"extra_vars": extra_vars}
+    if project is not None:
+        kwargs["basedir"] = project
+    return validate(load_topology([inventory], **kwargs))
+
+
+def _only(problems: list[Problem]) -> Problem:
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    return problems[0]
+
+
+def _with(hosts: Hosts, name: str, groups: Sequence[str] = (), **variables: Any) -> Hosts:
+    """``hosts`` with host ``name`` added to ``groups`` and given ``variables``."""
+    member_of, current = hosts.get(name, ((), {}))
+    return {**hosts, name: ((*member_of, *groups), {**current, **variables})}
+
+
+# --- a good inventory --------------------------------------------------------------------------
+
+
+def test_good_inventory_passes(tmp_path: Path, project: Path) -> None:
+    assert _check(tmp_path, project, GOOD) == []
+
+
+def test_good_inventory_passes_with_the_real_role_defaults(tmp_path: Path) -> None:
+    assert _check(tmp_path, None, GOOD) == []
+
+
+def test_problem_reads_host_variable_message_fix() -> None:
+    problem = Problem("lab-ha-2", "seaweedfs_rack", "is not defined.", "define it")
+    assert str(problem) == "lab-ha-2: seaweedfs_rack: is not defined. Fix: define it"
+    assert str(Problem(None, "x", "m", "f")) == "x: m. Fix: f"
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+
+def test_masters_and_volume_servers_are_required(tmp_path: Path, project: Path) -> None:
+    problems = _check(tmp_path, project, {"edge": (("seaweedfs_filer", "seaweedfs_s3"), {})})
+    assert [p.variable for p in problems] == ["seaweedfs_master_group", "seaweedfs_volume_group"]
+    assert "group seaweedfs_master has no hosts" in problems[0].message
+    assert problems[0].fix == "put at least one host in group seaweedfs_master"
+
+
+def test_s3_gateways_need_filers(tmp_path: Path, project: Path) -> None:
+    hosts: Hosts = {name: (STORAGE[:2], v) for name, (_, v) in GOOD.items() if name != "edge"}
+    problem = _only(_check(tmp_path, project, {**hosts, "edge": (("seaweedfs_s3",), {})}))
+    assert problem.variable == "seaweedfs_filer_group"
+    assert "S3 gateways (edge)" in problem.message
+
+
+def test_group_names_follow_the_group_variables(tmp_path: Path, project: Path) -> None:
+    hosts: Hosts = {
+        name: (["storage" if g == "seaweedfs_master" else g for g in groups], variables)
+        for name, (groups, variables) in GOOD.items()
+    }
+    assert _check(tmp_path, project, hosts)[0].message.startswith("group seaweedfs_master has")
+    assert _check(tmp_path, project, hosts, {"seaweedfs_master_group": "storage"}) == []
+
+
+# --- master count ----------------------------------------------------------------------------
+
+
+def test_two_masters_are_refused(tmp_path: Path, project: Path) -> None:
+    hosts = {**GOOD, "s3": (("seaweedfs_volume", "seaweedfs_filer"), GOOD["s3"][1])}
+    problem = _only(_check(tmp_path, project, hosts))
+    assert problem.host is None
+    assert problem.variable == "seaweedfs_master_group"
+    assert "seaweedfs_master has 2 hosts (s1, s2)" in problem.message
+    assert "odd number" in problem.message
+    assert problem.fix == "add or remove one host in group seaweedfs_master"
+
+
+def test_one_and_five_masters_pass(tmp_path: Path, project: Path) -> None:
+    single: Hosts = {"solo": ((*STORAGE, "seaweedfs_s3"), {})}
+    assert _check(tmp_path / "one", project, single, {PLACEMENT: "000"}) == []
+    five = {**GOOD, **{f"m{i}": (("seaweedfs_master",), {}) for i in range(2)}}
+    assert _check(tmp_path / "five", project, five) == []
+
+
+# --- replica placement -----------------------------------------------------------------------
+
+
+def test_rack_placement_with_one_rack_is_refused(tmp_path: Path, project: Path) -> None:
+    one_rack = {name: (groups, {}) for name, (groups, _) in GOOD.items()}
+    problem = _only(_check(tmp_path, project, one_rack, {PLACEMENT: "010"}))
+    assert problem.variable == PLACEMENT
+    assert '"010" keeps 1 copy on other racks of the same data center' in problem.message
+    assert "at least 2 racks" in problem.message
+    assert "racks: dc1/rack1 = [s1, s2, s3]" in problem.message
+    assert "seaweedfs_rack" in problem.fix
+
+
+def test_rack_placement_with_two_racks_passes(tmp_path: Path, project: Path) -> None:
+    assert _check(tmp_path, project, GOOD, {PLACEMENT: "010"}) == []
+
+
+def test_data_center_placement_with_one_data_center_is_refused(
+    tmp_path: Path, project: Path
+) -> None:
+    problem = _only(_check(tmp_path, project, GOOD, {PLACEMENT: "100"}))
+    assert '"100" keeps 1 copy in other data centers' in problem.message
+    assert "at least 2 data centers" in problem.message
+    assert "data centers: dc1 = [s1, s2, s3]" in problem.message
+    assert "seaweedfs_data_center" in problem.fix
+
+
+def test_data_center_placement_with_two_data_centers_passes(tmp_path: Path, project: Path) -> None:
+    hosts = _with(GOOD, "s3", seaweedfs_data_center="dc2")
+    assert _check(tmp_path, project, hosts, {PLACEMENT: "100"}) == []
+
+
+def test_same_rack_placement_with_one_volume_server_is_refused(
+    tmp_path: Path, project: Path
+) -> None:
+    hosts: Hosts = {"solo": ((*STORAGE, "seaweedfs_s3"), {})}
+    problem = _only(_check(tmp_path, project, hosts))  # the default placement is "001"
+    assert '"001" keeps 1 copy on other servers of the same rack' in problem.message
+    assert "a rack needs at least 2 volume servers" in problem.message
+    assert "racks: dc1/rack1 = [solo]" in problem.message
+
+
+def test_same_rack_placement_needs_two_servers_in_one_rack(tmp_path: Path, project: Path) -> None:
+    spread = _with(GOOD, "s3", seaweedfs_rack="rack3")  # three racks of one server each
+    problem = _only(_check(tmp_path, project, spread))
+    assert "racks: dc1/rack1 = [s1], dc1/rack2 = [s2], dc1/rack3 = [s3]" in problem.message
+
+
+def test_unquoted_placement_is_refused(tmp_path: Path, project: Path) -> None:
+    yaml_text = f"{PLACEMENT}: 001\n"  # YAML reads this as the integer 1
+    problem = _only(_check(tmp_path, project, GOOD, all_vars_yaml=yaml_text))
+    assert problem.variable == PLACEMENT
+    assert problem.message.startswith("is the number 1, not three digits")
+    assert "quoted" in problem.fix
+
+
+def test_malformed_placement_is_refused(tmp_path: Path, project: Path) -> None:
+    problem = _only(_check(tmp_path, project, GOOD, extra_vars=[f"{PLACEMENT}=01"]))
+    assert problem.message == "is '01', not three digits XYZ"
+
+
+# --- volume slots ----------------------------------------------------------------------------
+
+
+def test_too_few_volume_slots_are_refused(tmp_path: Path, project: Path) -> None:
+    problem = _only(_check(tmp_path, project, GOOD, {"seaweedfs_volume_max": 4}))
+    assert problem.host is None
+    assert problem.variable == "seaweedfs_volume_max"
+    assert "have 12 volume slots (s1 4 x 1 dir, s2 4 x 1 dir, s3 4 x 1 dir)" in problem.message
+    assert "need 6 x 2 x 2 = 24" in problem.message  # "001": 2 copies, grown 6 at a time
+
+
+def test_volume_slots_count_every_directory(tmp_path: Path, project: Path) -> None:
+    more_dirs = {"seaweedfs_volume_max": 4, "seaweedfs_volume_dirs": ["/d1", "/d2"]}
+    assert _check(tmp_path, project, GOOD, more_dirs) == []  # 3 x 4 x 2 = 24
+
+
+def test_single_copy_grows_seven_volumes(tmp_path: Path, project: Path) -> None:
+    hosts: Hosts = {"solo": ((*STORAGE, "seaweedfs_s3"), {})}
+    small = {PLACEMENT: "000", "seaweedfs_volume_max": 10}  # the -max=10 of the HTTP 500 report
+    problem = _only(_check(tmp_path, project, hosts, small))
+    assert "need 7 x 1 x 2 = 14" in problem.message
+
+
+def test_bad_volume_max_is_refused(tmp_path: Path, project: Path) -> None:
+    hosts = _with(GOOD, "s2", seaweedfs_volume_max="lots")
+    problem = _only(_check(tmp_path, project, hosts))
+    assert (problem.host, problem.variable) == ("s2", "seaweedfs_volume_max")
+
+
+# --- S3 credentials --------------------------------------------------------------------------
+
+
+def test_missing_s3_secret_is_refused_without_printing_any_key(
+    tmp_path: Path, project: Path
+) -> None:
+    # The inventory-wide keys are overridden on edge2: empty secret, access key too short.
+    hosts = _with(
+        _with(GOOD, "edge2", ["seaweedfs_s3"]),
+        "edge2",
+        seaweedfs_s3_secret_key="",
+        seaweedfs_s3_access_key="ab",
+    )
+    problems = _check(tmp_path, project, hosts)
+    assert [(p.host, p.variable, p.message) for p in problems] == [
+        ("edge2", "seaweedfs_s3_access_key", "is shorter than 3 characters"),
+        ("edge2", "seaweedfs_s3_secret_key", "is not set"),
+    ]
+    assert "Ansible Vault" in problems[1].fix
+    shown = "\n".join(f"{p}\n{p!r}" for p in problems)
+    assert KEYS["seaweedfs_s3_secret_key"] not in shown
+    assert KEYS["seaweedfs_s3_access_key"] not in shown
+
+
+def test_short_s3_secret_is_refused(tmp_path: Path, project: Path) -> None:
+    problem = _only(_check(tmp_path, project, GOOD, {"seaweedfs_s3_secret_key": "Zq9#x"}))
+    assert str(problem).startswith(
+        "edge: seaweedfs_s3_secret_key: is shorter than 8 characters. Fix: "
+    )
+    assert "Zq9#x" not in f"{problem}{problem!r}"
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+def test_port_clash_is_refused(tmp_path: Path, project: Path) -> None:
+    hosts = _with(GOOD, "edge", ["haproxy"], haproxy_s3_port=8333)
+    problem = _only(_check(tmp_path, project, hosts))
+    assert (problem.host, problem.variable) == ("edge", "haproxy_s3_port")
+    assert problem.message == (
+        "port 8333 is used by both SeaweedFS S3 gateway (seaweedfs_s3_port) "
+        "and HAProxy (haproxy_s3_port)"
+    )
+    assert problem.fix.startswith("change haproxy_s3_port on edge")
+
+
+def test_haproxy_defaults_clash_with_a_filer_on_the_same_host(
+    tmp_path: Path, project: Path
+) -> None:
+    hosts = _with(GOOD, "s1", ["haproxy"])
+    problems = _check(tmp_path, project, hosts)
+    assert [(p.host, p.variable) for p in problems] == [
+        ("s1", "haproxy_filer_port"),
+        ("s1", "haproxy_filer_grpc_port"),
+    ]
+    assert "SeaweedFS filer gRPC (seaweedfs_filer_port + 10000)" in problems[1].message
+    moved = _with(hosts, "s1", haproxy_filer_port=8889, haproxy_filer_grpc_port=18889)
+    assert _check(tmp_path / "moved", project, moved) == []
+
+
+def test_metrics_port_clashing_with_a_grpc_port(tmp_path: Path, project: Path) -> None:
+    hosts = _with(GOOD, "s2", seaweedfs_volume_metrics_port=19333)
+    problem = _only(_check(tmp_path, project, hosts))
+    assert (problem.host, problem.variable) == ("s2", "seaweedfs_volume_metrics_port")
+    assert "SeaweedFS master gRPC (seaweedfs_master_port + 10000)" in problem.message
+
+
+def test_planned_components_use_their_default_ports(tmp_path: Path, project: Path) -> None:
+    hosts = _with(GOOD, "s1", ["redis", "rustfs"], rustfs_console_port=6379)
+    problem = _only(_check(tmp_path, project, hosts))
+    assert problem.message == (
+        "port 6379 is used by both Redis (redis_port) and RustFS (rustfs_console_port)"
+    )
+
+
+def test_haproxy_postgres_ports_only_with_postgres(tmp_path: Path, project: Path) -> None:
+    hosts = _with(GOOD, "edge", ["haproxy"], haproxy_postgres_rw_port=8333, haproxy_s3_port=80)
+    assert _check(tmp_path / "without", project, hosts) == []
+    with_postgres = _with(hosts, "s1", ["postgres"])
+    problem = _only(_check(tmp_path / "with", project, with_postgres))
+    assert (problem.host, problem.variable) == ("edge", "haproxy_postgres_rw_port")
+
+
+@pytest.mark.parametrize("value", ["http", 0, 70000, True])
+def test_ports_must_be_tcp_port_numbers(tmp_path: Path, project: Path, value: object) -> None:
+    problem = _only(_check(tmp_path, project, _with(GOOD, "edge", seaweedfs_s3_port=value)))
+    assert (problem.host, problem.variable) == ("edge", "seaweedfs_s3_port")
+    assert problem.fix == "use a whole number from 1 to 65535"
+
+
+def test_grpc_port_must_fit(tmp_path: Path, project: Path) -> None:
+    problem = _only(_check(tmp_path, project, _with(GOOD, "edge", seaweedfs_s3_port=60000)))
+    assert "gRPC port 60000 + 10000 is above 65535" in problem.message
+
+
+def test_port_from_extra_vars_string(tmp_path: Path, project: Path) -> None:
+    assert _check(tmp_path, project, GOOD, extra_vars=["seaweedfs_s3_port=9000"]) == []
+
+
+def test_every_port_row_names_variables_of_its_component() -> None:
+    for service in PORTS:
+        prefix = {"postgres": ("patroni_", "postgresql_")}.get(service.group, (service.group,))
+        assert all(p.variable.startswith(prefix) for p in service.ports), service
+
+
+# --- variables that cannot be resolved --------------------------------------------------------
+
+
+def test_unresolvable_variable_is_a_problem_not_a_crash(tmp_path: Path, project: Path) -> None:
+    hosts = _with(GOOD, "s2", seaweedfs_rack="{{ rack_of[inventory_hostname] }}")
+    problem = _only(_check(tmp_path, project, hosts))
+    assert (problem.host, problem.variable) == ("s2", "seaweedfs_rack")
+    assert problem.message.startswith("cannot be resolved: ")
+    assert "rack_of" in problem.message
+
+
+def test_unresolvable_secret_shows_no_detail(tmp_path: Path, project: Path) -> None:
+    template = "{{ undefined_vault_lookup }}-never-print-me"
+    hosts = _with(GOOD, "edge", seaweedfs_s3_secret_key=template)
+    problem = _only(_check(tmp_path, project, hosts))
+    assert (problem.host, problem.variable) == ("edge", "seaweedfs_s3_secret_key")
+    assert problem.message == "cannot be resolved"
+    assert "never-print-me" not in str(problem)
+
+
+def test_undefined_required_variable(tmp_path: Path, project: Path) -> None:
+    (project / "roles" / "seaweedfs_volume" / "defaults" / "main.yml").write_text(
+        yaml.safe_dump({"seaweedfs_volume_dirs": ["/d"], "seaweedfs_volume_metrics_port": 0})
+    )
+    problem = _only(_check(tmp_path, project, GOOD))
+    assert str(problem) == (
+        "s1: seaweedfs_volume_max: is not defined. "
+        "Fix: define it in the inventory (group_vars or host_vars)"
+    )
