@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from storagectl.inventory import load_topology
+from storagectl.inventory.validate import validate
 from storagectl.lab import TOPOLOGIES, LabError, image, machines, network, prereq, state
 from storagectl.lab import topology as topo
 from storagectl.lab.inventory import SSH_COMMON_ARGS, lab_vars, write_inventory
@@ -56,31 +58,67 @@ def test_dev_is_one_host_in_the_seaweedfs_groups() -> None:
     }
 
 
-def test_ha_has_storage_hosts_and_one_edge_host() -> None:
+CORE_GROUPS = {
+    "seaweedfs_master",
+    "seaweedfs_volume",
+    "seaweedfs_filer",
+    "seaweedfs_s3",
+    "etcd",
+    "postgres",
+    "redis",
+}
+
+
+def test_ha_has_three_core_hosts_and_two_edge_hosts() -> None:
+    assert (topo.CORE_HOSTS, topo.EDGE_HOSTS) == (3, 2)
     specs = topo.machines("ha", 3)
-    assert names(specs) == ["lab-ha-1", "lab-ha-2", "lab-ha-3", "lab-edge-1"]
+    assert names(specs) == ["lab-ha-1", "lab-ha-2", "lab-ha-3", "lab-edge-1", "lab-edge-2"]
     assert [s.address for s in specs] == [
         "10.213.0.11",
         "10.213.0.12",
         "10.213.0.13",
         "10.213.0.101",
+        "10.213.0.102",
     ]
-    storage, edge = specs[:3], specs[3]
-    for spec in storage:
-        assert set(spec.groups) == {
-            "seaweedfs_master",
-            "seaweedfs_volume",
-            "seaweedfs_filer",
-            "etcd",
-            "postgres",
-            "redis",
-        }
-    assert set(edge.groups) == {"haproxy", "seaweedfs_s3", "juicefs_client"}
+    assert [s.kind for s in specs] == ["storage"] * 3 + ["edge"] * 2
+    for spec in specs[:3]:
+        assert set(spec.groups) == CORE_GROUPS
+    for spec in specs[3:]:
+        # No S3 gateway on the edge: HAProxy's S3 frontend holds its port there.
+        assert set(spec.groups) == {"haproxy", "juicefs_client"}
+
+
+def test_ha_storage_hosts_past_the_core_only_hold_volumes() -> None:
+    specs = topo.machines("ha", 5)
+    assert names(specs) == [
+        "lab-ha-1",
+        "lab-ha-2",
+        "lab-ha-3",
+        "lab-ha-4",
+        "lab-ha-5",
+        "lab-edge-1",
+        "lab-edge-2",
+    ]
+    volume = [s for s in specs if s.kind == "volume"]
+    assert names(volume) == ["lab-ha-4", "lab-ha-5"]
+    assert [s.address for s in volume] == ["10.213.0.14", "10.213.0.15"]
+    assert all(s.groups == ("seaweedfs_volume",) for s in volume)
+    members = topo.group_members(specs)
+    assert members["seaweedfs_master"] == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
+    assert members["seaweedfs_volume"] == [f"lab-ha-{i}" for i in range(1, 6)]
+    assert members["seaweedfs_s3"] == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
+    assert members["haproxy"] == ["lab-edge-1", "lab-edge-2"]
+
+
+def test_every_kind_takes_its_groups_from_the_table() -> None:
+    for name, kinds in topo.TOPOLOGY_GROUPS.items():
+        for spec in topo.machines(name, 5):
+            assert spec.groups == kinds[spec.kind]
 
 
 def test_ha_racks_alternate() -> None:
     specs = topo.machines("ha", 5)
-    assert [s.rack for s in specs if s.kind == "storage"] == [
+    assert [s.rack for s in specs if s.kind in ("storage", "volume")] == [
         "rack1",
         "rack2",
         "rack1",
@@ -146,7 +184,8 @@ def test_ha_inventory(tmp_path: Path, s3_secrets: dict[str, str]) -> None:
     assert list(hosts["children"]) == list(topo.GROUPS)
     assert hosts["children"]["rustfs"] == {}
     assert list(hosts["children"]["etcd"]["hosts"]) == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
-    assert list(hosts["children"]["haproxy"]["hosts"]) == ["lab-edge-1"]
+    assert list(hosts["children"]["haproxy"]["hosts"]) == ["lab-edge-1", "lab-edge-2"]
+    assert list(hosts["children"]["seaweedfs_s3"]["hosts"]) == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
 
     lab = read_yaml(inv / "group_vars" / "all" / "lab.yml")
     assert lab["seaweedfs_default_replica_placement"] == "001"
@@ -194,6 +233,20 @@ def test_ansible_reads_the_inventory(tmp_path: Path, s3_secrets: dict[str, str])
     assert edge["ansible_host"] == "10.213.0.101"
     assert edge["seaweedfs_s3_access_key"] == "A" * 20
     assert edge["seaweedfs_default_replica_placement"] == "001"
+
+
+@pytest.mark.parametrize("count", [3, 4])
+def test_ha_inventory_passes_the_deployment_rules(
+    tmp_path: Path, s3_secrets: dict[str, str], count: int
+) -> None:
+    inv = tmp_path / "lab"
+    specs = topo.machines("ha", count)
+    write_inventory(inv, topology="ha", specs=specs, key=tmp_path / "k", s3_secrets=s3_secrets)
+    topology = load_topology([inv])
+    assert [str(p) for p in validate(topology)] == []
+    assert [h.name for h in topology.group("seaweedfs_volume")] == [
+        f"lab-ha-{i}" for i in range(1, count + 1)
+    ]
 
 
 def test_controller_binaries_are_absolute_paths() -> None:
@@ -259,10 +312,27 @@ def test_same_topology_is_reused() -> None:
 
 
 def test_other_topology_is_refused_with_the_fix() -> None:
-    with pytest.raises(LabError, match="storagectl lab down"):
+    with pytest.raises(LabError, match="not ha with 3 storage hosts: run `storagectl lab down`"):
         compatible({"topology": "dev", "storage_hosts": 1}, [], "ha", 3)
     with pytest.raises(LabError, match="storagectl lab down"):
-        compatible({"topology": "ha", "storage_hosts": 3}, [], "ha", 5)
+        compatible({"topology": "ha", "storage_hosts": 3}, [], "dev", 1)
+
+
+def test_growing_the_ha_lab_is_allowed() -> None:
+    running = [container(f"storagectl-{s.name}") for s in topo.machines("ha", 3)]
+    compatible({"topology": "ha", "storage_hosts": 3}, running, "ha", 4)
+    compatible({"topology": "ha", "storage_hosts": 3}, running, "ha", 3)
+
+
+def test_shrinking_the_ha_lab_is_refused() -> None:
+    running = [container(f"storagectl-{s.name}") for s in topo.machines("ha", 4)]
+    refused = (
+        "up as ha with 4 storage hosts, not ha with 3 storage hosts: run `storagectl lab down`"
+    )
+    with pytest.raises(LabError, match=refused):
+        compatible({"topology": "ha", "storage_hosts": 4}, running, "ha", 3)
+    with pytest.raises(LabError, match="lab-ha-4 does not belong"):
+        compatible(None, running, "ha", 3)  # no state.json: the extra machine still refuses
 
 
 def test_foreign_machines_are_refused() -> None:

@@ -190,7 +190,9 @@ def _master_result(view: _MasterView, expected_peers: int) -> CheckResult:
             host=name,
         )
     leader = _strip_grpc(str(view.status.get("Leader") or ""))
-    peers = view.status.get("Peers") or []  # omitted for a single master (-peers=none)
+    # Peers is omitted for a single legacy-raft master; hashicorp raft lists the master itself.
+    own = base_url(view.host, MASTER).removeprefix("http://")
+    peers = [p for p in view.status.get("Peers") or [] if _strip_grpc(str(p)) != own]
     problems: list[str] = []
     if not leader:
         problems.append("knows no leader")

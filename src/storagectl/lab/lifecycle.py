@@ -53,7 +53,7 @@ class MachineStatus:
 
 
 def up(topology: str = "dev", storage_hosts: int = 3, progress: Progress = print) -> Path:
-    """Bring up (or reuse) the lab of ``topology``; return the inventory directory."""
+    """Bring up (or reuse, or grow) the lab of ``topology``; return the inventory directory."""
     check_prerequisites()
     with _exclusive():
         return _up(topology, storage_hosts, progress)
@@ -80,6 +80,9 @@ def _up(topology: str, storage_hosts: int, progress: Progress) -> Path:
     record = state_record(topology, count, specs, info)
     if recorded:  # same topology (checked above): keep when it was first brought up
         record["created"] = recorded.get("created", record["created"])
+        before = recorded.get("storage_hosts", count)
+        if count > before:
+            progress(f"    growing the lab from {before} to {count} storage hosts")
     state.write_state(paths.LAB_STATE_DIR, record)
     with step(progress, f"machines ({topology}: {', '.join(s.name for s in specs)})"):
         machines.start_machines(
@@ -106,10 +109,13 @@ def check_compatible(
     specs: list[topo.MachineSpec],
     project_root: str,
 ) -> None:
-    """Refuse to ``up`` over a lab of another shape or another checkout."""
-    if recorded and (
-        recorded.get("topology") != topology_name or recorded.get("storage_hosts") != storage_hosts
-    ):
+    """Refuse to ``up`` over a lab of another shape or another checkout.
+
+    The same topology with more storage hosts than recorded is not another shape: ``up`` grows
+    the lab (the new hosts are booted, the running ones left alone). Fewer storage hosts, or
+    another topology, are refused.
+    """
+    if recorded and not _can_become(recorded, topology_name, storage_hosts):
         raise LabError(
             f"The lab is up as {describe(recorded.get('topology'), recorded.get('storage_hosts'))}"
             f", not {describe(topology_name, storage_hosts)}: {DOWN_HINT}."
@@ -127,6 +133,14 @@ def check_compatible(
                 f"Lab machine {container.machine} was made from the checkout at {owner}: "
                 f"{DOWN_HINT} (there or here)."
             )
+
+
+def _can_become(recorded: dict[str, Any], topology_name: str, storage_hosts: int) -> bool:
+    """Whether the recorded lab is, or can grow into, ``topology_name`` with ``storage_hosts``."""
+    if recorded.get("topology") != topology_name:
+        return False
+    count = recorded.get("storage_hosts")
+    return isinstance(count, int) and not isinstance(count, bool) and storage_hosts >= count
 
 
 def describe(topology_name: object, storage_hosts: object) -> str:

@@ -1,6 +1,9 @@
 """Lab topologies: which machines a topology has, their addresses, racks and Ansible groups.
 
-Edit ``TOPOLOGY_GROUPS`` to change which groups a kind of machine joins.
+Edit ``TOPOLOGY_GROUPS`` to change which groups a kind of machine joins. The ha topology has
+``CORE_HOSTS`` core storage hosts (kind ``storage``: every SeaweedFS daemon plus etcd, PostgreSQL
+and Redis), then, beyond them, volume-only storage hosts (kind ``volume``), then ``EDGE_HOSTS``
+edge hosts (kind ``edge``: HAProxy and JuiceFS clients).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ SUBNET = ipaddress.IPv4Network("10.213.0.0/24")
 STORAGE_BASE = 10
 EDGE_BASE = 100
 MAX_STORAGE_HOSTS = EDGE_BASE - STORAGE_BASE - 1
-MIN_HA_STORAGE_HOSTS = 3
+#: ha: storage hosts 1..CORE_HOSTS are core hosts; the ones after them only hold volumes.
+CORE_HOSTS = 3
+#: ha: how many edge hosts (lab-edge-1 ...) front the cluster.
+EDGE_HOSTS = 2
+MIN_HA_STORAGE_HOSTS = CORE_HOSTS
 
 #: Every group the inventory declares, in order; groups a topology leaves out stay empty.
 GROUPS: tuple[str, ...] = (
@@ -40,9 +47,13 @@ TOPOLOGY_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
         "storage": ("seaweedfs_master", "seaweedfs_volume", "seaweedfs_filer", "seaweedfs_s3"),
     },
     "ha": {
-        "storage": ("seaweedfs_master", "seaweedfs_volume", "seaweedfs_filer",
+        # Core storage hosts 1..CORE_HOSTS.
+        "storage": ("seaweedfs_master", "seaweedfs_volume", "seaweedfs_filer", "seaweedfs_s3",
                     "etcd", "postgres", "redis"),
-        "edge":    ("haproxy", "seaweedfs_s3", "juicefs_client"),
+        # Storage hosts after the core ones (--storage-hosts > CORE_HOSTS).
+        "volume":  ("seaweedfs_volume",),
+        # No seaweedfs_s3 here: HAProxy's S3 frontend (8333) would clash with a local gateway.
+        "edge":    ("haproxy", "juicefs_client"),
     },
 }
 # fmt: on
@@ -89,29 +100,40 @@ def storage_count(topology: str, storage_hosts: int) -> int:
     return 1 if topology == "dev" else storage_hosts
 
 
+def storage_kind(topology: str, index: int) -> str:
+    """The kind of storage host ``index`` (from 1): ``storage`` (core), or ``volume`` past the
+    core hosts when the topology has volume-only hosts."""
+    if index > CORE_HOSTS and "volume" in TOPOLOGY_GROUPS[topology]:
+        return "volume"
+    return "storage"
+
+
 def machines(topology: str, storage_hosts: int = 3) -> list[MachineSpec]:
-    """The machines of ``topology``: storage hosts first, then edge hosts."""
+    """The machines of ``topology``: storage hosts (core, then volume-only), then edge hosts."""
     validate(topology, storage_hosts)
     kinds = TOPOLOGY_GROUPS[topology]
-    specs = [
-        MachineSpec(
-            name=f"lab-{topology}-{i}",
-            address=str(SUBNET[STORAGE_BASE + i]),
-            kind="storage",
-            rack=RACKS[(i - 1) % len(RACKS)],
-            groups=kinds["storage"],
-        )
-        for i in range(1, storage_count(topology, storage_hosts) + 1)
-    ]
-    if "edge" in kinds:
+    specs = []
+    for i in range(1, storage_count(topology, storage_hosts) + 1):
+        kind = storage_kind(topology, i)
         specs.append(
             MachineSpec(
-                name="lab-edge-1",
-                address=str(SUBNET[EDGE_BASE + 1]),
+                name=f"lab-{topology}-{i}",
+                address=str(SUBNET[STORAGE_BASE + i]),
+                kind=kind,
+                rack=RACKS[(i - 1) % len(RACKS)],
+                groups=kinds[kind],
+            )
+        )
+    if "edge" in kinds:
+        specs.extend(
+            MachineSpec(
+                name=f"lab-edge-{i}",
+                address=str(SUBNET[EDGE_BASE + i]),
                 kind="edge",
-                rack=RACKS[0],
+                rack=RACKS[(i - 1) % len(RACKS)],
                 groups=kinds["edge"],
             )
+            for i in range(1, EDGE_HOSTS + 1)
         )
     return specs
 

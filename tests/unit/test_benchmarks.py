@@ -1,0 +1,196 @@
+"""The pure parts of benchmarks/: leader parsing and mapping, ssh command lines, recap parsing.
+
+benchmarks/ is not a package: its scripts are imported from their paths, with the directory on
+``sys.path`` so they find ``_common`` as they do when run. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from storagectl.inventory import Topology
+from storagectl.lab import topology as topo
+from storagectl.lab.inventory import SSH_COMMON_ARGS, write_inventory
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _import(name: str) -> ModuleType:
+    """benchmarks/<name>.py as module ``name``."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+failover = _import("master_failover")
+deploy_time = _import("deploy_time")
+common = _import("_common")
+
+
+@pytest.fixture(scope="module")
+def ha_topology(tmp_path_factory: pytest.TempPathFactory) -> Topology:
+    """The ha lab's inventory (4 storage hosts), written and loaded; no host is contacted."""
+    inv = tmp_path_factory.mktemp("bench") / "lab"
+    write_inventory(
+        inv,
+        topology="ha",
+        specs=topo.machines("ha", 4),
+        key=Path("/lab/id_ed25519"),
+        s3_secrets={"seaweedfs_s3_access_key": "A" * 20, "seaweedfs_s3_secret_key": "b" * 40},
+    )
+    return common.load(inv)
+
+
+# --- master failover ------------------------------------------------------------------------
+
+
+LEADER_1 = {"IsLeader": True, "Leader": "10.213.0.11:9333.19333", "Peers": ["10.213.0.12:9333"]}
+FOLLOWS_1 = {"Leader": "10.213.0.11:9333.19333", "Peers": ["10.213.0.11:9333"]}
+
+
+@pytest.mark.parametrize(
+    ("status", "address"),
+    [
+        ({"Leader": "10.213.0.11:9333.19333"}, "10.213.0.11:9333"),
+        ({"Leader": "10.213.0.11:9333"}, "10.213.0.11:9333"),
+        ({"Leader": ""}, ""),
+        ({}, ""),
+        (None, ""),
+    ],
+)
+def test_leader_address_strips_the_grpc_port(status: dict | None, address: str) -> None:
+    assert failover.leader_address(status) == address
+
+
+def test_leaders_map_to_inventory_masters(ha_topology: Topology) -> None:
+    endpoints = failover.master_endpoints(ha_topology)
+    assert {a: h.name for a, h in endpoints.items()} == {
+        "10.213.0.11:9333": "lab-ha-1",
+        "10.213.0.12:9333": "lab-ha-2",
+        "10.213.0.13:9333": "lab-ha-3",
+    }
+    address = failover.leader_address({"Leader": "10.213.0.12:9333.19333"})
+    assert failover.host_of(address, endpoints) == "lab-ha-2"
+    assert failover.host_of("10.9.9.9:9333", endpoints) == "10.9.9.9:9333"
+
+
+def test_agreed_leader() -> None:
+    assert failover.agreed_leader({"a": LEADER_1, "b": FOLLOWS_1, "c": FOLLOWS_1}) == (
+        "10.213.0.11:9333"
+    )
+    assert failover.agreed_leader({"a": LEADER_1, "b": FOLLOWS_1, "c": None}) == ""
+    other = {"Leader": "10.213.0.12:9333.19333"}
+    assert failover.agreed_leader({"a": LEADER_1, "b": other}) == ""
+    assert failover.agreed_leader({"a": FOLLOWS_1, "b": FOLLOWS_1}) == ""  # nobody claims it
+    assert failover.agreed_leader({}) == ""
+
+
+def test_elected_needs_a_claim_of_another_leader() -> None:
+    killed = "10.213.0.11:9333"
+    assert failover.elected({"b": FOLLOWS_1, "c": None}, killed) == ""
+    stale = {"IsLeader": True, "Leader": "10.213.0.11:9333.19333"}
+    assert failover.elected({"b": stale}, killed) == ""
+    new = {"IsLeader": True, "Leader": "10.213.0.13:9333.19333"}
+    assert failover.elected({"b": FOLLOWS_1, "c": new}, killed) == "10.213.0.13:9333"
+    assert failover.elected({"b": {"Leader": "10.213.0.13:9333.19333"}}, killed) == ""
+
+
+def test_round_lines_and_summary() -> None:
+    good = failover.Round(1, "lab-ha-1", "lab-ha-2", 0.42, 1.234)
+    slow = failover.Round(2, "lab-ha-2", "lab-ha-3", 0.5, 3.0)
+    assert failover.round_line(good) == (
+        "round 1: leader lab-ha-1 killed, new leader lab-ha-2 after 0.42 s, "
+        "first write after 1.23 s"
+    )
+    summary = failover.summarise([good, slow])
+    assert failover.summary_line(summary) == (
+        "master failover: median first write 2.12 s, max 3.00 s over 2 rounds (target <= 2.0 s)"
+    )
+    lost = failover.Round(3, "lab-ha-3", error="no surviving master took the lead within 30 s")
+    assert failover.round_line(lost) == (
+        "round 3: leader lab-ha-3 killed, no surviving master took the lead within 30 s"
+    )
+    assert not lost.ok
+    summary = failover.summarise([good, lost])
+    assert summary["recovered"] == 1
+    assert "1 did not recover" in failover.summary_line(summary)
+    assert failover.round_document(good)["first_write_s"] == 1.234
+    assert failover.round_document(good)["ok"] is True
+
+
+@pytest.mark.parametrize(("value", "ok"), [("1", True), ("10", True), ("0", False), ("11", False)])
+def test_rounds_are_bounded(value: str, ok: bool) -> None:
+    if ok:
+        assert failover.rounds_arg(value) == int(value)
+    else:
+        with pytest.raises(Exception, match="from 1 to 10"):
+            failover.rounds_arg(value)
+
+
+def test_ssh_uses_the_inventory_connection(ha_topology: Topology) -> None:
+    argv = common.ssh_argv(ha_topology.hosts["lab-ha-2"], ["systemctl", "start", "x y"])
+    assert argv[0] == "ssh"
+    assert argv[argv.index("-i") + 1] == "/lab/id_ed25519"
+    joined = " ".join(argv)
+    assert shlex.join(shlex.split(SSH_COMMON_ARGS)) in joined
+    assert "BatchMode=yes" in joined
+    assert argv[-2:] == ["root@10.213.0.12", "systemctl start 'x y'"]
+
+
+# --- deploy time ----------------------------------------------------------------------------
+
+
+ANSIBLE_RECAP = """
+PLAY RECAP *********************************************************************
+lab-edge-1                 : ok=3    changed=0    unreachable=0    failed=0    skipped=1
+lab-ha-1                   : ok=40   changed=12   unreachable=0    failed=0    skipped=2
+lab-ha-2                   : ok=40   changed=11   unreachable=0    failed=0    skipped=2
+"""
+
+STORAGECTL_SUMMARY = """
+[  12.0s]   lab-ha-1 changed
+[  12.1s]   lab-ha-2 ok
+
+SUMMARY
+  lab-edge-1  ok=3 changed=0 failed=0 unreachable=0 skipped=1
+  lab-ha-1    ok=40 changed=\x1b[33m12\x1b[0m failed=0 unreachable=0 skipped=2
+  lab-ha-2    ok=40 changed=11 failed=0 unreachable=0 skipped=2
+
+Run successful. Artifacts: /x
+"""
+
+
+@pytest.mark.parametrize("output", [ANSIBLE_RECAP, STORAGECTL_SUMMARY])
+def test_recap_changed_counts(output: str) -> None:
+    assert deploy_time.changed_by_host(output) == {"lab-edge-1": 0, "lab-ha-1": 12, "lab-ha-2": 11}
+    assert deploy_time.changed_total(output) == 23
+
+
+def test_both_recaps_are_not_counted_twice() -> None:
+    assert deploy_time.changed_total(ANSIBLE_RECAP + STORAGECTL_SUMMARY) == 23
+    assert deploy_time.changed_total("no recap here\nok=3 changed=2\n") == 0
+
+
+def test_result_line() -> None:
+    first = deploy_time.Timed(200.0, 0, ANSIBLE_RECAP)
+    second = deploy_time.Timed(30.0, 0, "PLAY RECAP ***\nlab-ha-1 : ok=40 changed=0 failed=0\n")
+    verify = deploy_time.Timed(5.04, 3, "")
+    assert deploy_time.result_line(first, second, verify) == (
+        "first deploy: 200.0 s (changed=23), second converge: 30.0 s (changed=0, 15% of first), "
+        "verify: 5.0 s rc=3"
+    )
+    assert deploy_time.percent(1.0, 0.0) == 0.0
