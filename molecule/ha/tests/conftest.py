@@ -19,6 +19,15 @@ import requests
 import testinfra
 
 from storagectl.checks.haproxy import frontend_address
+from storagectl.checks.postgres import (
+    POSTGRES,
+    Member,
+    api_url,
+    leaders,
+    match_members,
+    parse_cluster,
+    replica_ready,
+)
 from storagectl.inventory.loader import Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -40,6 +49,9 @@ def pytest_runtest_makereport(item, call):
 def run_local(*args: str) -> subprocess.CompletedProcess[str]:
     """Run a project command (storagectl, ansible-playbook) from the repository root."""
     env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    # Molecule forces colour for its own output; these outputs are parsed, so no escape codes.
+    env.pop("ANSIBLE_FORCE_COLOR", None)
+    env.update(ANSIBLE_NOCOLOR="1", PY_COLORS="0", NO_COLOR="1")
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
 
 
@@ -143,6 +155,44 @@ class Lab:
             got = self.read(path)
             want = self.written[path]
             assert hashlib.sha256(got).hexdigest() == hashlib.sha256(want).hexdigest(), path
+
+    # --- Patroni (PostgreSQL HA) --------------------------------------------------------------
+    def patroni_members(self) -> dict[str, Member] | None:
+        """Inventory host -> its member of Patroni's /cluster, from the first member that
+        answers (None when none does); members the inventory does not know are left out."""
+        hosts = self.topology.component(POSTGRES)
+        for host in hosts:
+            try:
+                response = self.session.get(f"{api_url(host)}/cluster", timeout=2)
+                members = parse_cluster(response.json())
+            except (requests.RequestException, ValueError):
+                continue
+            return match_members(members, hosts)
+        return None
+
+    def patroni_leader(self, among: list[str] | None = None) -> str | None:
+        """The inventory host of the Patroni leader (of ``among``), if exactly one member leads
+        and it is one of them."""
+        members = self.patroni_members() or {}
+        found = leaders(list(members.values()))
+        if len(found) != 1:
+            return None
+        name = next(host for host, member in members.items() if member is found[0])
+        return name if among is None or name in among else None
+
+    def patroni_healthy(self) -> bool:
+        """Every postgres host is listed, exactly one leads, every other is a running replica."""
+        members = self.patroni_members() or {}
+        hosts = self.names(self.topology.group_var_name(POSTGRES))
+        return (
+            sorted(members) == sorted(hosts)
+            and len(leaders(list(members.values()))) == 1
+            and all(m.leads or replica_ready(m) for m in members.values())
+        )
+
+    def patroni_rejoined(self, name: str) -> bool:
+        """Whether ``name`` is listed as a running (or streaming) replica."""
+        return replica_ready((self.patroni_members() or {}).get(name))
 
     def healthy(self, name: str, port: int, path: str = "/healthz") -> bool:
         try:
