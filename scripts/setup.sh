@@ -20,7 +20,10 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 2
 fi
 
-packages=(podman runc debootstrap iptables openssh-client ca-certificates git haproxy)
+# haproxy, postgresql, patroni and etcd-server: the unit tests run real ones on loopback
+# (tests/conftest.py starts its own processes; the packages' own services are not used).
+packages=(podman runc debootstrap iptables openssh-client ca-certificates git haproxy
+    postgresql patroni etcd-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,6 +33,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # On a machine run by systemd, the packages this run installed start services of their own
+    # (a PostgreSQL cluster on 5432, etcd on 2379): the tests do not use them, stop them.
+    if [ -d /run/systemd/system ]; then
+        for p in "${missing[@]}"; do
+            case "$p" in
+                postgresql) systemctl disable --now postgresql >/dev/null 2>&1 || true ;;
+                etcd-server) systemctl disable --now etcd >/dev/null 2>&1 || true ;;
+            esac
+        done
+    fi
 fi
 
 if [ ! -x "$venv/bin/python" ]; then

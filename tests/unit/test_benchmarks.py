@@ -7,6 +7,7 @@ benchmarks/ is not a package: its scripts are imported from their paths, with th
 from __future__ import annotations
 
 import importlib.util
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -194,3 +195,137 @@ def test_result_line() -> None:
         "verify: 5.0 s rc=3"
     )
     assert deploy_time.percent(1.0, 0.0) == 0.0
+
+
+# --- postgres failover ------------------------------------------------------------------------
+
+pg_failover = _import("pg_failover")
+
+
+def _members(*rows: tuple[str, str, str]) -> list:
+    """/cluster members in Patroni 3.0.2's shape (patroni/utils.py cluster_as_json)."""
+    body = {
+        "members": [
+            {
+                "name": name,
+                "role": role,
+                "state": state,
+                "api_url": f"http://10.213.0.1{name[-1]}:8008/patroni",
+                "host": f"10.213.0.1{name[-1]}",
+                "port": 5432,
+                "timeline": 2,
+                **({} if role == "leader" else {"lag": 0}),
+            }
+            for name, role, state in rows
+        ]
+    }
+    return pg_failover.parse_cluster(body)
+
+
+def test_pg_new_leader_and_rejoin() -> None:
+    before = _members(
+        ("lab-ha-1", "leader", "running"),
+        ("lab-ha-2", "replica", "streaming"),
+        ("lab-ha-3", "replica", "running"),
+    )
+    assert pg_failover.sole_leader(before).name == "lab-ha-1"
+    assert pg_failover.new_leader(before, "lab-ha-1") is None  # the killed one still listed
+    after = _members(
+        ("lab-ha-1", "replica", "stopped"),
+        ("lab-ha-2", "leader", "running"),
+        ("lab-ha-3", "replica", "running"),
+    )
+    assert pg_failover.new_leader(after, "lab-ha-1").name == "lab-ha-2"
+    assert pg_failover.new_leader(None, "lab-ha-1") is None
+    assert pg_failover.new_leader(_members(("lab-ha-2", "replica", "running")), "x") is None
+    assert not pg_failover.rejoined(after, "lab-ha-1")  # stopped
+    assert not pg_failover.rejoined(after, "lab-ha-9")  # absent
+    back = _members(("lab-ha-1", "sync_standby", "streaming"), ("lab-ha-2", "leader", "running"))
+    assert pg_failover.rejoined(back, "lab-ha-1")
+    two = _members(("lab-ha-1", "leader", "running"), ("lab-ha-2", "leader", "running"))
+    assert pg_failover.sole_leader(two) is None
+
+
+def test_pg_round_lines_and_summary() -> None:
+    good = pg_failover.Round(1, "lab-ha-1", "lab-ha-2", 11.2, 12.345, 13.5)
+    slow = pg_failover.Round(2, "lab-ha-2", "lab-ha-3", 12.0, 14.0, 16.5)
+    assert good.ok
+    assert pg_failover.round_line(good) == (
+        "round 1: primary lab-ha-1 killed; new leader lab-ha-2 after 11.20 s; "
+        ":5000 primary after 12.35 s; first filer write after 13.50 s"
+    )
+    summary = pg_failover.summarise([good, slow])
+    assert pg_failover.summary_line(summary) == (
+        "postgres failover: first filer write median 15.00 s, max 16.50 s over 2 rounds "
+        "(target <= 15 s)"
+    )
+    lost = pg_failover.Round(3, "lab-ha-3", "lab-ha-1", 10.0, None, None)
+    assert not lost.ok
+    assert pg_failover.round_line(lost) == (
+        "round 3: primary lab-ha-3 killed; new leader lab-ha-1 after 10.00 s; "
+        "no primary on :5000 within 60 s; no filer write within 60 s"
+    )
+    summary = pg_failover.summarise([good, lost])
+    assert summary["recovered"] == 1
+    assert "1 did not recover" in pg_failover.summary_line(summary)
+    none = pg_failover.summarise([lost])
+    assert pg_failover.summary_line(none) == (
+        "postgres failover: no round recovered over 1 rounds (target <= 15 s)"
+    )
+    assert pg_failover.round_document(good)["primary_s"] == 12.345
+    assert pg_failover.round_document(lost)["ok"] is False
+
+
+@pytest.mark.parametrize(("value", "ok"), [("1", True), ("5", True), ("0", False), ("6", False)])
+def test_pg_rounds_are_bounded(value: str, ok: bool) -> None:
+    if ok:
+        assert pg_failover.rounds_arg(value) == int(value)
+    else:
+        with pytest.raises(Exception, match="from 1 to 5"):
+            pg_failover.rounds_arg(value)
+    assert pg_failover.parse_args([]).rounds == 1
+
+
+def test_pg_kill_masks_then_kills_the_whole_unit(ha_topology: Topology) -> None:
+    host = ha_topology.hosts["lab-ha-1"]
+    kill = common.ssh_argv(host, pg_failover.KILL_COMMAND)[-1]
+    assert kill == (
+        "sh -c 'systemctl mask --runtime patroni && "
+        "systemctl kill --kill-who=all --signal=SIGKILL patroni'"
+    )
+    restore = common.ssh_argv(host, pg_failover.RESTORE_COMMAND)[-1]
+    assert restore.startswith("sh -c 'systemctl unmask --runtime patroni && ")
+    assert restore.endswith("systemctl start patroni'")
+
+
+def test_pg_preflight(tmp_path: Path) -> None:
+    lab = tmp_path / "lab"
+    write_inventory(
+        lab,
+        topology="dev",
+        specs=topo.machines("dev", 1),
+        key=Path("/lab/id_ed25519"),
+        s3_secrets={"seaweedfs_s3_access_key": "A" * 20, "seaweedfs_s3_secret_key": "b" * 40},
+    )
+    with pytest.raises(common.BenchmarkError, match="0 postgres member"):
+        pg_failover.preflight(common.load(lab), "lab")
+    hosts = {f"db{i}": {"ansible_host": f"10.0.0.1{i}"} for i in (1, 2)}
+    filer = {"ansible_host": "10.0.0.31", "seaweedfs_filer_store": "leveldb2"}
+    document = {
+        "all": {
+            "children": {
+                "postgres": {"hosts": hosts},
+                "haproxy": {"hosts": {"lb1": {"ansible_host": "10.0.0.21"}}},
+                "seaweedfs_filer": {"hosts": {"filer1": filer}},
+            },
+            "vars": {"seaweedfs_filer_db_password": "x" * 8},
+        }
+    }
+    inventory = tmp_path / "pg.yml"
+    inventory.write_text(json.dumps(document))
+    with pytest.raises(common.BenchmarkError, match="no filer has seaweedfs_filer_store"):
+        pg_failover.preflight(common.load(inventory), "pg")
+    filer["seaweedfs_filer_store"] = "postgres2"
+    inventory.write_text(json.dumps(document))
+    members = pg_failover.preflight(common.load(inventory), "pg")
+    assert [h.name for h in members] == ["db1", "db2"]

@@ -1,5 +1,6 @@
-"""The haproxy role's haproxy.cfg: rendered by Ansible for 2 filers + 2 S3 gateways, accepted by
-the real ``haproxy -c``, and laid out as the HAProxy checks expect (backend and server names).
+"""The haproxy role's haproxy.cfg: rendered by Ansible for 2 filers + 2 S3 gateways + 3 PostgreSQL
+members, accepted by the real ``haproxy -c``, and laid out as the HAProxy checks expect (backend
+and server names).
 
 One ``ansible-playbook`` run on localhost runs the role's preflight and renders the template for
 three HAProxy hosts, each a variant of the settings; the role defaults sit in the inventory's
@@ -27,11 +28,12 @@ HAPROXY = "/usr/sbin/haproxy"
 
 FILERS = {"filer1": "10.0.0.21", "filer2": "10.0.0.22"}
 GATEWAYS = {"s3gw1": "10.0.0.31", "s3gw2": "10.0.0.32"}
+MEMBERS = {"pg1": "10.0.0.41", "pg2": "10.0.0.42", "pg3": "10.0.0.43"}
 EXTRA = """\
-listen postgres_rw
+listen extra_tcp
     mode tcp
-    bind 10.0.0.12:5000
-    server pg1 10.0.0.41:5432 check"""
+    bind 10.0.0.12:7000
+    server other 10.0.0.51:7000 check"""
 
 pytestmark = [
     pytest.mark.skipif(
@@ -65,6 +67,7 @@ def _inventory(out: Path) -> dict[str, Any]:
                         "lb3": {
                             "storage_address": "10.0.0.13",
                             "haproxy_seaweedfs_s3_enabled": False,
+                            "haproxy_postgres_enabled": False,
                         },
                     }
                 },
@@ -80,6 +83,18 @@ def _inventory(out: Path) -> dict[str, Any]:
                 },
                 "seaweedfs_s3": {
                     "hosts": {name: {"storage_address": addr} for name, addr in GATEWAYS.items()}
+                },
+                "postgres": {
+                    "hosts": {
+                        "pg1": {"storage_address": MEMBERS["pg1"]},
+                        # A member on other ports: its server and its check follow.
+                        "pg2": {
+                            "storage_address": MEMBERS["pg2"],
+                            "postgresql_port": 5433,
+                            "patroni_restapi_port": 8009,
+                        },
+                        "pg3": {"storage_address": MEMBERS["pg3"]},
+                    }
                 },
             },
         }
@@ -216,20 +231,70 @@ def test_variant_with_auth_wildcard_bind_and_extra_section(rendered: dict[str, s
     assert "bind 10.0.0.12:8404" in sections["listen stats"]
     assert "bind *:9333" in sections["frontend seaweedfs_s3_in"]
     assert "stats auth 'admin:s3cr3t pass'" in sections["listen stats"]
-    assert "bind 10.0.0.12:5000" in sections["listen postgres_rw"]
+    assert "bind 10.0.0.12:7000" in sections["listen extra_tcp"]
+    assert "bind *:5000" in sections["listen postgres_rw"]
 
 
-def test_s3_can_be_turned_off(rendered: dict[str, str]) -> None:
+def test_s3_and_postgres_can_be_turned_off(rendered: dict[str, str]) -> None:
     sections = _sections(rendered["lb3"])
     assert "backend seaweedfs_s3" not in sections
     assert "frontend seaweedfs_s3_in" not in sections
     assert "backend seaweedfs_filer_http" in sections
+    assert not [name for name in sections if "postgres" in name]
+
+
+@pytest.mark.parametrize(
+    ("listener", "port", "check"),
+    [("postgres_rw", 5000, "/primary"), ("postgres_ro", 5001, "/replica")],
+)
+def test_postgres_listeners(rendered: dict[str, str], listener: str, port: int, check: str) -> None:
+    lines = _sections(rendered["lb1"])[f"listen {listener}"]
+    assert "mode tcp" in lines
+    assert f"bind 10.0.0.11:{port}" in lines
+    # Patroni's REST API: 200 only on the leader-lock holder (/primary) or a running replica.
+    assert f"option httpchk OPTIONS {check}" in lines
+    assert "http-check expect status 200" in lines
+    assert "default-server inter 1s fall 3 rise 1 on-marked-down shutdown-sessions" in lines
+    assert "timeout check 2s" in lines
+    # Pooled database sessions stay idle for minutes: not the HTTP timeouts of the defaults.
+    assert "timeout client 30m" in lines
+    assert "timeout server 30m" in lines
+    assert _servers(lines) == {
+        "pg1": "10.0.0.41:5432 check port 8008",
+        "pg2": "10.0.0.42:5433 check port 8009",
+        "pg3": "10.0.0.43:5432 check port 8008",
+    }
 
 
 def test_role_defaults_match_the_checks() -> None:
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     assert {name: defaults[name] for name in checks.DEFAULTS} == checks.DEFAULTS
     assert defaults["haproxy_group"] == checks.HAPROXY
+
+
+def test_preflight_refuses_postgres_listeners_without_members(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    inventory = _inventory(out)
+    del inventory["all"]["children"]["postgres"]
+    inventory["all"]["children"]["haproxy"]["hosts"]["lb1"]["haproxy_postgres_enabled"] = True
+    result = _run(tmp_path, inventory)
+    assert result.returncode != 0
+    assert "haproxy_postgres_enabled is true, but group" in result.stdout
+    assert "postgres_group" in result.stdout
+    assert not (out / "lb1.cfg").exists()
+
+
+def test_postgres_listeners_follow_the_postgres_group(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    inventory = _inventory(out)
+    del inventory["all"]["children"]["postgres"]
+    result = _run(tmp_path, inventory)
+    assert result.returncode == 0, result.stdout[-4000:]
+    text = (out / "lb1.cfg").read_text()
+    assert "listen postgres_rw" not in text
+    assert "listen postgres_ro" not in text
 
 
 def test_preflight_refuses_missing_s3_gateways(tmp_path: Path) -> None:

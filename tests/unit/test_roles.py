@@ -9,6 +9,10 @@ import yaml
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 ROLE_DIRS = sorted(p for p in ROLES.iterdir() if (p / "defaults" / "main.yml").is_file())
+# Variable prefixes a role may use besides its own name. seaweedfs_: the cluster-wide SeaweedFS
+# contract. patroni: postgres_group and postgresql_port, the PostgreSQL contract the haproxy and
+# filer roles and the checks read (each marked "noqa: var-naming[no-role-prefix]" there).
+SHARED_PREFIXES = {"patroni": ("postgres_", "postgresql_")}
 
 
 def _load(path: Path) -> dict:
@@ -27,7 +31,8 @@ def test_argument_specs_document_every_default(role: Path) -> None:
     )
     assert not required & defaults, f"{role.name}: a required variable has a default"
     for name, opt in spec.items():
-        assert name.startswith(role.name + "_") or name.startswith("seaweedfs_"), name
+        prefixes = (role.name + "_", "seaweedfs_", *SHARED_PREFIXES.get(role.name, ()))
+        assert name.startswith(prefixes), name
         assert opt.get("description"), f"{role.name}: {name} has no description"
 
 

@@ -293,6 +293,200 @@ def test_short_s3_secret_is_refused(tmp_path: Path, project: Path) -> None:
     assert "Zq9#x" not in f"{problem}{problem!r}"
 
 
+# --- PostgreSQL HA: etcd, Patroni, the filers' postgres2 store --------------------------------
+
+PG_SECRETS = {
+    "patroni_superuser_password": "never-print-super-0",
+    "patroni_replication_password": "never-print-repl-0",
+    "patroni_rewind_password": "never-print-rewind-0",
+    "seaweedfs_filer_db_password": "NeverPrintFiler0",
+}
+PG_CORE = (*STORAGE, "seaweedfs_s3", "etcd", "postgres")
+# The ha lab's layout: etcd, PostgreSQL and the S3 gateways on the three storage hosts, HAProxy
+# on the edge host.
+PG_HOSTS: Hosts = {
+    "s1": (PG_CORE, {"seaweedfs_rack": "rack1"}),
+    "s2": (PG_CORE, {"seaweedfs_rack": "rack2"}),
+    "s3": (PG_CORE, {"seaweedfs_rack": "rack1"}),
+    "edge": (("haproxy",), {}),
+}
+POSTGRES2 = {**PG_SECRETS, "seaweedfs_filer_store": "postgres2"}
+
+
+def _assert_no_password(problems: list[Problem]) -> None:
+    shown = "\n".join(f"{p}\n{p!r}" for p in problems)
+    for value in PG_SECRETS.values():
+        assert value not in shown
+
+
+def test_postgres_ha_inventory_passes(tmp_path: Path, project: Path) -> None:
+    assert _check(tmp_path, project, PG_HOSTS, POSTGRES2) == []
+
+
+def test_postgres_ha_inventory_passes_with_the_real_role_defaults(tmp_path: Path) -> None:
+    assert _check(tmp_path, None, PG_HOSTS, POSTGRES2) == []
+
+
+@pytest.mark.parametrize("members", [1, 2, 4])
+def test_etcd_needs_an_odd_count_of_at_least_three(
+    tmp_path: Path, project: Path, members: int
+) -> None:
+    hosts = {name: (STORAGE if name.startswith("s") else g, v) for name, (g, v) in GOOD.items()}
+    names = [f"e{i}" for i in range(members)]
+    hosts.update({name: (("etcd",), {}) for name in names})
+    problem = _only(_check(tmp_path, project, hosts))
+    assert (problem.host, problem.variable) == (None, "etcd_group")
+    assert f"group etcd has {members} host" in problem.message
+    assert f"({', '.join(names)})" in problem.message
+    assert "odd number of members, at least 3" in problem.message
+    assert problem.fix == "put 3 or 5 hosts in group etcd (the PostgreSQL hosts may carry them)"
+
+
+def test_postgres_needs_etcd(tmp_path: Path, project: Path) -> None:
+    hosts = {n: (tuple(g for g in groups if g != "etcd"), v) for n, (groups, v) in PG_HOSTS.items()}
+    problem = _only(_check(tmp_path, project, hosts, PG_SECRETS))
+    assert (problem.host, problem.variable) == (None, "etcd_group")
+    assert "group postgres has hosts (s1, s2, s3), but group etcd has none" in problem.message
+
+
+def test_etcd_group_name_follows_etcd_group(tmp_path: Path, project: Path) -> None:
+    hosts = {
+        n: (["dcs" if g == "etcd" else g for g in groups], v) for n, (groups, v) in PG_HOSTS.items()
+    }
+    assert _check(tmp_path, project, hosts, {**PG_SECRETS, "etcd_group": "dcs"}) == []
+
+
+def test_missing_patroni_passwords_are_refused_without_printing_any(
+    tmp_path: Path, project: Path
+) -> None:
+    hosts = _with(PG_HOSTS, "s2", patroni_replication_password="", patroni_superuser_password="abc")
+    problems = _check(tmp_path, project, hosts, PG_SECRETS)
+    assert [(p.host, p.variable, p.message) for p in problems] == [
+        ("s2", "patroni_superuser_password", "is shorter than 8 characters"),
+        ("s2", "patroni_replication_password", "is not set"),
+    ]
+    assert "Ansible Vault" in problems[0].fix
+    assert "at least 8 characters" in problems[0].fix
+    _assert_no_password(problems)
+
+
+def test_every_patroni_password_is_required(tmp_path: Path, project: Path) -> None:
+    secrets = {k: v for k, v in PG_SECRETS.items() if k != "patroni_rewind_password"}
+    problems = _check(tmp_path, project, PG_HOSTS, secrets)
+    assert [(p.host, p.variable) for p in problems] == [
+        (host, "patroni_rewind_password") for host in ("s1", "s2", "s3")
+    ]
+
+
+def test_postgres2_needs_the_filer_password(tmp_path: Path, project: Path) -> None:
+    variables = {k: v for k, v in POSTGRES2.items() if k != "seaweedfs_filer_db_password"}
+    problems = _check(tmp_path, project, PG_HOSTS, variables)
+    assert [(p.host, p.variable, p.message) for p in problems] == [
+        *((h, "seaweedfs_filer_db_password", "is not set") for h in ("s1", "s2", "s3")),
+        *(
+            (
+                h,
+                "seaweedfs_filer_db_password",
+                "is not set, but the patroni role creates the filers' role with it",
+            )
+            for h in ("s1", "s2", "s3")
+        ),
+    ]
+    assert "group_vars/all" in problems[0].fix
+    assert "Ansible Vault" in problems[0].fix
+
+
+@pytest.mark.parametrize(
+    "password", ["has space-0123", "quote'0123456", "dollar$0123456", "b\\ack0123"]
+)
+def test_filer_password_must_fit_an_unquoted_connection_string(
+    tmp_path: Path, project: Path, password: str
+) -> None:
+    variables = {**POSTGRES2, "seaweedfs_filer_db_password": password}
+    problems = _check(tmp_path, project, PG_HOSTS, variables)
+    assert {(p.variable, p.message) for p in problems} == {
+        ("seaweedfs_filer_db_password", "contains a space, a quote, a backslash, $ or a backtick")
+    }
+    assert "not quoted" in problems[0].fix
+    assert all(password not in f"{p}{p!r}" for p in problems)
+
+
+def test_postgres_hosts_must_see_the_filers_password(tmp_path: Path, project: Path) -> None:
+    hosts = _with(PG_HOSTS, "edge")
+    for name in ("s1", "s2", "s3"):  # the filers' value on the filers only, another on s3
+        hosts = _with(hosts, name, seaweedfs_filer_db_password="FilerOnly0123")
+    hosts = _with(hosts, "s3", ["seaweedfs_filer"], seaweedfs_filer_db_password="Another0123")
+    problems = _check(tmp_path, project, hosts, POSTGRES2)
+    assert [(p.host, p.variable, p.message) for p in problems] == [
+        ("s3", "seaweedfs_filer_db_password", "differs from the one the filers use (s1)")
+    ]
+    assert problems[0].fix.startswith("set seaweedfs_filer_db_password once in group_vars/all")
+    assert "FilerOnly0123" not in str(problems[0])
+    assert "Another0123" not in str(problems[0])
+
+
+def test_postgres_hosts_must_see_the_filers_database_name(tmp_path: Path, project: Path) -> None:
+    hosts = _with(PG_HOSTS, "s2", seaweedfs_filer_db_user="other")
+    problems = _check(tmp_path, project, hosts, POSTGRES2)
+    assert [(p.host, p.variable, p.message) for p in problems] == [
+        ("s2", "seaweedfs_filer_db_user", "is 'other', but the filers use 'seaweedfs' (s1)")
+    ]
+
+
+def test_postgres2_without_postgres_needs_an_explicit_database_host(
+    tmp_path: Path, project: Path
+) -> None:
+    hosts = {**GOOD, "s1": (STORAGE, {"seaweedfs_rack": "rack1"})}
+    problems = _check(tmp_path, project, hosts, POSTGRES2)
+    assert [(p.host, p.variable) for p in problems] == [
+        (h, "seaweedfs_filer_db_host") for h in ("s1", "s2", "s3")
+    ]
+    assert "group postgres has no hosts" in problems[0].message
+    assert "seaweedfs_filer_db_host is not set" in problems[0].message
+    external = {**POSTGRES2, "seaweedfs_filer_db_host": "pg.example.net"}
+    assert _check(tmp_path / "external", project, hosts, external) == []
+
+
+def test_filers_share_one_store(tmp_path: Path, project: Path) -> None:
+    hosts = _with(PG_HOSTS, "s2", seaweedfs_filer_store="leveldb2")
+    problem = _only(_check(tmp_path, project, hosts, POSTGRES2))
+    assert (problem.host, problem.variable) == (None, "seaweedfs_filer_store")
+    assert problem.message == (
+        "filers s1, s3 use postgres2 but s2 use leveldb2: the filers of one cluster must share "
+        "one metadata store"
+    )
+
+
+def test_unknown_store_is_refused(tmp_path: Path, project: Path) -> None:
+    problem = _only(_check(tmp_path, project, _with(GOOD, "s1", seaweedfs_filer_store="mysql")))
+    assert (problem.host, problem.variable) == ("s1", "seaweedfs_filer_store")
+    assert problem.message == "is 'mysql', not a store the filer role knows"
+
+
+def test_filer_pools_must_fit_max_connections(tmp_path: Path, project: Path) -> None:
+    tight = {**POSTGRES2, "patroni_max_connections": 70, "seaweedfs_filer_db_max_open": 20}
+    problem = _only(_check(tmp_path, project, PG_HOSTS, tight))
+    assert (problem.host, problem.variable) == (None, "seaweedfs_filer_db_max_open")
+    assert problem.message == (
+        "the 3 postgres2 filers may open 60 connections (s1 20, s2 20, s3 20), but "
+        "patroni_max_connections is 70 and 13 stay reserved (3 for superusers, 10 for Patroni, "
+        "pg_rewind and administrators), leaving 57"
+    )
+    assert problem.fix.startswith(
+        "lower seaweedfs_filer_db_max_open to at most 19, or raise patroni_max_connections to "
+        "at least 73"
+    )
+    assert (
+        _check(tmp_path / "fits", project, PG_HOSTS, {**tight, "patroni_max_connections": 73}) == []
+    )
+
+
+def test_filer_pool_sizes_must_be_numbers(tmp_path: Path, project: Path) -> None:
+    hosts = _with(PG_HOSTS, "s3", seaweedfs_filer_db_max_open="many")
+    problem = _only(_check(tmp_path, project, hosts, POSTGRES2))
+    assert (problem.host, problem.variable) == ("s3", "seaweedfs_filer_db_max_open")
+
+
 # --- ports -----------------------------------------------------------------------------------
 
 
@@ -339,8 +533,8 @@ def test_planned_components_use_their_default_ports(tmp_path: Path, project: Pat
 def test_haproxy_postgres_ports_only_with_postgres(tmp_path: Path, project: Path) -> None:
     hosts = _with(GOOD, "edge", ["haproxy"], haproxy_postgres_rw_port=8333, haproxy_s3_port=80)
     assert _check(tmp_path / "without", project, hosts) == []
-    with_postgres = _with(hosts, "s1", ["postgres"])
-    problem = _only(_check(tmp_path / "with", project, with_postgres))
+    with_postgres = {**hosts, **{n: v for n, v in PG_HOSTS.items() if n != "edge"}}
+    problem = _only(_check(tmp_path / "with", project, with_postgres, PG_SECRETS))
     assert (problem.host, problem.variable) == ("edge", "haproxy_postgres_rw_port")
 
 

@@ -37,7 +37,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -569,9 +569,13 @@ def filer_transfer(
     *,
     within: float = 0.0,
     also_delete: Sequence[str] = (),
+    while_stored: Callable[[], None] | None = None,
 ) -> FilerTransfer:
     """PUT random bytes at ``write_url``, GET them at ``read_url`` (a 404 retried for up to
     ``within`` seconds), compare their sha256, then DELETE ``write_url``.
+
+    ``while_stored`` is called once the file has been read back identical, before it is deleted
+    (to look at where the filer keeps it); it is not called when an earlier step failed.
 
     HTTP trouble never raises: the outcome names the step that failed and how. The file is
     deleted whatever happened; a failed DELETE is reported only when everything else worked.
@@ -586,6 +590,8 @@ def filer_transfer(
             _put_and_read(
                 session, write_url, read_url, data=data, ctx=ctx, within=within, outcome=outcome
             )
+            if outcome.ok and while_stored is not None:
+                while_stored()
         finally:
             deleted = _delete(session, write_url, ctx, outcome.timings)
             for url in also_delete:

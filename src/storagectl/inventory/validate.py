@@ -332,6 +332,219 @@ def check_s3_credentials(topology: Topology) -> Iterator[Problem]:
             )
 
 
+# --- PostgreSQL HA (etcd, Patroni) and the filers' postgres2 store ----------------------------
+
+PATRONI_SECRETS = (
+    "patroni_superuser_password",
+    "patroni_replication_password",
+    "patroni_rewind_password",
+)
+FILER_STORE = "seaweedfs_filer_store"
+FILER_DB_PASSWORD = "seaweedfs_filer_db_password"  # noqa: S105 - a variable name, not a password
+STORES = ("leveldb2", "postgres2")
+DB_SECRET_MINIMUM = 8
+# Connections of max_connections the filers' pools may not take: PostgreSQL's
+# superuser_reserved_connections (3), plus 10 for Patroni's own sessions, pg_rewind and
+# administrators.
+CONNECTION_RESERVE = 13
+# The filer's connection string is not quoted, and systemd's EnvironmentFile hands the password
+# over: no whitespace, quotes, backslash, $ or backtick.
+_DSN_UNSAFE = re.compile(r"[\s'\"\\$`]")
+
+
+# What the filers and the PostgreSQL hosts must agree on, with the role defaults.
+_FILER_DB_SHARED: dict[str, str | None] = {
+    "seaweedfs_filer_db_name": "seaweedfs",
+    "seaweedfs_filer_db_user": "seaweedfs",
+    FILER_DB_PASSWORD: None,
+}
+
+
+def _secret_message(value: Any, minimum: int) -> str | None:
+    """What is wrong with a secret's value (never the value itself), or None."""
+    if value is None or str(value) == "":
+        return "is not set"
+    if len(str(value)) < minimum:
+        return f"is shorter than {minimum} characters"
+    return None
+
+
+def _explicit(topology: Topology, host: Host, name: str) -> bool:
+    """Whether the inventory (or -e) sets ``name`` for ``host``, rather than a role default."""
+    return host.has_var(name) and host.vars[name] != topology.defaults.get(name, MISSING)
+
+
+def check_etcd(topology: Topology) -> Iterator[Problem]:
+    """etcd has an odd number of members, at least 3; PostgreSQL hosts need it."""
+    etcd_group, members = _group(topology, "etcd")
+    postgres_group, postgres = _group(topology, "postgres")
+    if members and (len(members) < 3 or len(members) % 2 == 0):
+        yield Problem(
+            None,
+            "etcd_group",
+            f"group {etcd_group} has {len(members)} host{'s' if len(members) > 1 else ''} "
+            f"({_names(members)}): etcd needs an odd number of members, at least 3 (3 keep "
+            "quorum through the loss of one member, 5 through two)",
+            f"put 3 or 5 hosts in group {etcd_group} (the PostgreSQL hosts may carry them)",
+        )
+    elif postgres and not members:
+        yield Problem(
+            None,
+            "etcd_group",
+            f"group {postgres_group} has hosts ({_names(postgres)}), but group {etcd_group} has "
+            "none: Patroni keeps its leader lock in etcd",
+            f"put 3 hosts in group {etcd_group} (the PostgreSQL hosts may carry them)",
+        )
+
+
+def check_patroni_secrets(topology: Topology) -> Iterator[Problem]:
+    """Every PostgreSQL host has the superuser, replication and rewind passwords."""
+    _, postgres = _group(topology, "postgres")
+    for host in postgres:
+        for name in PATRONI_SECRETS:
+            message = _secret_message(_var(host, name, None), DB_SECRET_MINIMUM)
+            if message:
+                yield Problem(
+                    host.name,
+                    name,
+                    message,
+                    f"set {name} (at least {DB_SECRET_MINIMUM} characters) for the PostgreSQL "
+                    "hosts in the inventory's group_vars, in Ansible Vault in production; it has "
+                    "no default because a database cluster must not start with a known password",
+                )
+
+
+def _filer_stores(topology: Topology) -> tuple[dict[str, str], list[Problem]]:
+    """Each filer's store by host name, and the Problems of filers naming an unknown store."""
+    _, filers = _group(topology, "seaweedfs_filer")
+    stores: dict[str, str] = {}
+    problems: list[Problem] = []
+    for host in filers:
+        value = _var(host, FILER_STORE, "leveldb2")
+        if value in STORES:
+            stores[host.name] = value
+            continue
+        problems.append(
+            Problem(
+                host.name,
+                FILER_STORE,
+                f"is {value!r}, not a store the filer role knows",
+                "use leveldb2 (embedded in each filer) or postgres2 (the Patroni cluster through "
+                "HAProxy, shared by every filer)",
+            )
+        )
+    return stores, problems
+
+
+def check_filer_store(topology: Topology) -> Iterator[Problem]:
+    """postgres2 filers: one store for all, a database to reach, the same credentials everywhere."""
+    stores, problems = _filer_stores(topology)
+    yield from problems
+    shared = [topology.hosts[name] for name, store in stores.items() if store == "postgres2"]
+    if not shared:
+        return
+    embedded = [name for name, store in stores.items() if store != "postgres2"]
+    if embedded:
+        yield Problem(
+            None,
+            FILER_STORE,
+            f"filers {_names(shared)} use postgres2 but {_names(embedded)} use leveldb2: the "
+            "filers of one cluster must share one metadata store",
+            f"set {FILER_STORE}: postgres2 for every filer (group_vars/all)",
+        )
+    postgres_group, postgres = _group(topology, "postgres")
+    password_fix = (
+        f"set {FILER_DB_PASSWORD} (at least {DB_SECRET_MINIMUM} characters, no spaces, quotes, "
+        "backslash, $ or backtick: the filer's connection string is not quoted) in "
+        "group_vars/all, in Ansible Vault in production; the filers and the PostgreSQL hosts "
+        "both read it"
+    )
+    for host in shared:
+        value = _var(host, FILER_DB_PASSWORD, None)
+        message = _secret_message(value, DB_SECRET_MINIMUM)
+        if message is None and _DSN_UNSAFE.search(str(value)):
+            message = "contains a space, a quote, a backslash, $ or a backtick"
+        if message:
+            yield Problem(host.name, FILER_DB_PASSWORD, message, password_fix)
+        if not postgres and not _explicit(topology, host, "seaweedfs_filer_db_host"):
+            yield Problem(
+                host.name,
+                "seaweedfs_filer_db_host",
+                f"{FILER_STORE} is postgres2, but group {postgres_group} has no hosts and "
+                "seaweedfs_filer_db_host is not set, so there is no database to connect to",
+                f"put the PostgreSQL hosts in group {postgres_group} (and 3 hosts in group "
+                "etcd), or point seaweedfs_filer_db_host and seaweedfs_filer_db_port at an "
+                "existing PostgreSQL server",
+            )
+    # The patroni role creates the filers' database and role with the values it sees.
+    reference = shared[0]
+    for name, default in _FILER_DB_SHARED.items():
+        wanted = _var(reference, name, default)
+        for host in postgres:
+            value = _var(host, name, default)
+            if name == FILER_DB_PASSWORD and (value is None or str(value) == ""):
+                message = "is not set, but the patroni role creates the filers' role with it"
+            elif wanted is None or value is None or str(value) == str(wanted):
+                continue
+            elif name == FILER_DB_PASSWORD:
+                message = f"differs from the one the filers use ({reference.name})"
+            else:
+                message = f"is {value!r}, but the filers use {wanted!r} ({reference.name})"
+            yield Problem(
+                host.name,
+                name,
+                message,
+                f"set {name} once in group_vars/all, so the filers and the PostgreSQL hosts "
+                "see the same value",
+            )
+
+
+def check_filer_db_connections(topology: Topology) -> Iterator[Problem]:
+    """The postgres2 filers' pools fit in max_connections, minus a reserve."""
+    stores, _ = _filer_stores(topology)
+    shared = [topology.hosts[name] for name, store in stores.items() if store == "postgres2"]
+    _, postgres = _group(topology, "postgres")
+    if not shared or not postgres:
+        return
+    value = _var(postgres[0], "patroni_max_connections", 200)
+    limit = _whole_number(value)
+    if limit is None:
+        yield Problem(
+            postgres[0].name,
+            "patroni_max_connections",
+            f"is {value!r}, not a whole number of connections",
+            "set it to PostgreSQL's max_connections for every member, e.g. 200",
+        )
+        return
+    total, pools = 0, []
+    for host in shared:
+        pool_value = _var(host, "seaweedfs_filer_db_max_open", 20)
+        pool = _whole_number(pool_value)
+        if pool is None or pool < 1:
+            yield Problem(
+                host.name,
+                "seaweedfs_filer_db_max_open",
+                f"is {pool_value!r}, not a whole number of connections",
+                "set it to the most connections one filer may open, e.g. 20",
+            )
+            return
+        total += pool
+        pools.append(f"{host.name} {pool}")
+    available = limit - CONNECTION_RESERVE
+    if total > available:
+        yield Problem(
+            None,
+            "seaweedfs_filer_db_max_open",
+            f"the {len(shared)} postgres2 filers may open {total} connections "
+            f"({', '.join(pools)}), but patroni_max_connections is {limit} and "
+            f"{CONNECTION_RESERVE} stay reserved (3 for superusers, 10 for Patroni, pg_rewind "
+            f"and administrators), leaving {available}",
+            f"lower seaweedfs_filer_db_max_open to at most {max(available, 0) // len(shared)}, "
+            f"or raise patroni_max_connections to at least {total + CONNECTION_RESERVE} (the "
+            "patroni role then restarts PostgreSQL one member at a time, the primary last)",
+        )
+
+
 # --- ports -----------------------------------------------------------------------------------
 
 
@@ -485,6 +698,10 @@ RULES: tuple[Rule, ...] = (
     check_replica_placement,
     check_volume_slots,
     check_s3_credentials,
+    check_etcd,
+    check_patroni_secrets,
+    check_filer_store,
+    check_filer_db_connections,
     check_ports,
 )
 

@@ -88,7 +88,11 @@ def write_inventory(
     key: Path,
     s3_secrets: dict[str, str],
 ) -> Path:
-    """Write the whole inventory into ``inventory_dir`` (replacing it) and return it."""
+    """Write the whole inventory into ``inventory_dir`` (replacing it) and return it.
+
+    ``s3_secrets`` holds every lab secret (S3 keys and database passwords,
+    :func:`storagectl.lab.state.ensure_secrets`); it goes to ``group_vars/all/secrets.yml``.
+    """
     if inventory_dir.exists():
         shutil.rmtree(inventory_dir)
     group_vars = inventory_dir / "group_vars" / "all"

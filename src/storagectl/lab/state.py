@@ -1,4 +1,4 @@
-"""The lab's own files in ``LAB_STATE_DIR``: state.json, the SSH key and the S3 secrets."""
+"""The lab's own files in ``LAB_STATE_DIR``: state.json, the SSH key and the lab's secrets."""
 
 from __future__ import annotations
 
@@ -19,7 +19,16 @@ KEY_FILE = "id_ed25519"
 SECRETS_FILE = "secrets.yml"
 ACCESS_KEY_ALPHABET = string.ascii_uppercase + string.digits
 SECRET_KEY_ALPHABET = string.ascii_letters + string.digits
-SECRET_NAMES = ("seaweedfs_s3_access_key", "seaweedfs_s3_secret_key")
+#: Database passwords: letters and digits only, because the filer's postgres2 connection string
+#: is not quoted (and neither is systemd's EnvironmentFile line that hands it over).
+PASSWORD_NAMES = (
+    "patroni_superuser_password",
+    "patroni_replication_password",
+    "patroni_rewind_password",
+    "seaweedfs_filer_db_password",
+)
+PASSWORD_LENGTH = 32
+SECRET_NAMES = ("seaweedfs_s3_access_key", "seaweedfs_s3_secret_key", *PASSWORD_NAMES)
 
 
 def ensure_dir(state_dir: Path) -> Path:
@@ -64,22 +73,36 @@ def ensure_key(state_dir: Path) -> Path:
     return key
 
 
+def _random(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
 def new_secrets() -> dict[str, str]:
-    """Fresh S3 credentials: a 20-character access key and a 40-character secret key."""
+    """Fresh lab secrets: a 20-character S3 access key, a 40-character S3 secret key and a
+    32-character alphanumeric password per database user."""
     return {
-        "seaweedfs_s3_access_key": "".join(secrets.choice(ACCESS_KEY_ALPHABET) for _ in range(20)),
-        "seaweedfs_s3_secret_key": "".join(secrets.choice(SECRET_KEY_ALPHABET) for _ in range(40)),
+        "seaweedfs_s3_access_key": _random(ACCESS_KEY_ALPHABET, 20),
+        "seaweedfs_s3_secret_key": _random(SECRET_KEY_ALPHABET, 40),
+        **{name: _random(SECRET_KEY_ALPHABET, PASSWORD_LENGTH) for name in PASSWORD_NAMES},
     }
 
 
 def ensure_secrets(state_dir: Path) -> dict[str, str]:
-    """The lab's S3 credentials, generated once and kept in ``state_dir/secrets.yml``."""
+    """The lab's secrets, generated once and kept in ``state_dir/secrets.yml``.
+
+    Secrets added since the file was written (a lab from an older checkout) are generated and
+    added; the ones already there are kept, so a running lab keeps its keys and passwords.
+    """
     path = ensure_dir(state_dir) / SECRETS_FILE
+    kept: dict[str, str] = {}
     if path.is_file():
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and set(SECRET_NAMES) <= set(data):
-            return {name: str(data[name]) for name in SECRET_NAMES}
-    data = new_secrets()
+        if isinstance(data, dict):
+            kept = {name: str(data[name]) for name in SECRET_NAMES if data.get(name)}
+    if set(kept) == set(SECRET_NAMES):
+        return kept
+    fresh = new_secrets()
+    data = {name: kept.get(name, fresh[name]) for name in SECRET_NAMES}
     write_private(path, yaml.safe_dump(data, sort_keys=True))
     return data
 

@@ -58,10 +58,11 @@ TOPOLOGY_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 # fmt: on
 
-#: Variables that differ per topology (written to group_vars/all/lab.yml).
+#: Variables that differ per topology (written to group_vars/all/lab.yml). The ha filers share
+#: one metadata store: PostgreSQL (Patroni on the core hosts) through HAProxy on lab-edge-1.
 TOPOLOGY_VARS: dict[str, dict[str, str]] = {
-    "dev": {"seaweedfs_default_replica_placement": "000"},
-    "ha": {"seaweedfs_default_replica_placement": "001"},
+    "dev": {"seaweedfs_default_replica_placement": "000", "seaweedfs_filer_store": "leveldb2"},
+    "ha": {"seaweedfs_default_replica_placement": "001", "seaweedfs_filer_store": "postgres2"},
 }
 
 DATA_CENTER = "dc1"
