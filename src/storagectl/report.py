@@ -11,8 +11,14 @@ The JSON document (``--format json``) is the only thing written to stdout in tha
          "fix": "", "endpoint": "http://10.0.0.1:8888/healthz", "duration": 0.004,
          "host": "lab-dev-1"},
         ...
-      ]
+      ],
+      "storage": {"juicefs_mounted": true, "rustfs_healthy": null, "juicefs_volume": "storagectl"}
     }
+
+``storage`` sums up the storage a client uses (:func:`storage_block`): ``juicefs_mounted`` is
+true when every ``juicefs mount`` check passed, ``rustfs_healthy`` when every RustFS check
+passed; each is null when the inventory has no such hosts or their checks did not run
+(``--component``). ``juicefs_volume`` is the volume name, null without JuiceFS clients.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from xml.etree import ElementTree as ET
 
 from storagectl.checks.base import CheckResult
 
-__all__ = ["print_report", "render_json", "render_table", "summarise", "wants_color", "write_junit"]
+__all__ = [
+    "print_report",
+    "render_json",
+    "render_table",
+    "storage_block",
+    "summarise",
+    "wants_color",
+    "write_junit",
+]
 
 _GREEN = "\033[32m"
 _RED = "\033[31m"
@@ -102,6 +116,27 @@ def render_table(results: Sequence[CheckResult], *, color: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def _all_ok(results: Sequence[CheckResult]) -> bool | None:
+    return all(r.ok for r in results) if results else None
+
+
+def storage_block(
+    results: Sequence[CheckResult], *, juicefs_volume: str | None, rustfs_hosts: bool
+) -> dict[str, Any]:
+    """The ``storage`` block of the JSON document.
+
+    ``juicefs_volume`` is the volume's name when the inventory has JuiceFS clients (else None);
+    ``rustfs_hosts`` whether it has RustFS hosts.
+    """
+    mounts = [r for r in results if r.component == "juicefs" and r.name == "juicefs mount"]
+    rustfs = [r for r in results if r.component == "rustfs"]
+    return {
+        "juicefs_mounted": _all_ok(mounts) if juicefs_volume is not None else None,
+        "rustfs_healthy": _all_ok(rustfs) if rustfs_hosts else None,
+        "juicefs_volume": juicefs_volume,
+    }
+
+
 def render_json(results: Sequence[CheckResult], **extra: Any) -> str:
     """The single JSON document of ``--format json`` (``extra`` keys are added at top level)."""
     summary = summarise(results)
@@ -171,12 +206,17 @@ def write_junit(
 
 
 def print_report(
-    results: Sequence[CheckResult], fmt: str = "table", stream: TextIO | None = None
+    results: Sequence[CheckResult],
+    fmt: str = "table",
+    stream: TextIO | None = None,
+    *,
+    storage: dict[str, Any] | None = None,
 ) -> None:
-    """Print ``results`` as ``table`` or ``json`` to ``stream`` (stdout by default)."""
+    """Print ``results`` as ``table`` or ``json`` to ``stream`` (stdout by default); ``storage``
+    is the JSON document's ``storage`` block (see :func:`storage_block`)."""
     out = stream or sys.stdout
     if fmt == "json":
-        out.write(render_json(results))
+        out.write(render_json(results, **({"storage": storage} if storage is not None else {})))
     else:
         out.write(render_table(results, color=wants_color(out)))
     out.flush()

@@ -329,3 +329,40 @@ def test_pg_preflight(tmp_path: Path) -> None:
     inventory.write_text(json.dumps(document))
     members = pg_failover.preflight(common.load(inventory), "pg")
     assert [h.name for h in members] == ["db1", "db2"]
+
+
+# --- juicefs bench --------------------------------------------------------------------------
+
+juicefs_bench = _import("juicefs_bench")
+
+# What juicefs 1.4.2 printed for `juicefs bench MP --big-file-size 64 --small-file-count 50
+# --threads 1` on a local mount.
+JUICEFS_BENCH_OUTPUT = """Benchmark finished!
+BlockSize: 1.0 MiB, BigFileSize: 64 MiB, SmallFileSize: 128 KiB, SmallFileCount: 50, NumThreads: 1
++------------------+------------------+--------------+
+|       ITEM       |       VALUE      |     COST     |
++------------------+------------------+--------------+
+|   Write big file |    1398.57 MiB/s |  0.05 s/file |
+|    Read big file |    8470.11 MiB/s |  0.01 s/file |
+| Write small file |   1274.5 files/s | 0.78 ms/file |
+|  Read small file |  17579.5 files/s | 0.06 ms/file |
+|        Stat file | 162154.4 files/s | 0.01 ms/file |
++------------------+------------------+--------------+
+"""
+
+
+def test_juicefs_bench_table_is_parsed_and_shown_side_by_side() -> None:
+    rows = juicefs_bench.parse_bench(JUICEFS_BENCH_OUTPUT)
+    assert rows[0] == ("Write big file", "1398.57 MiB/s", "0.05 s/file")
+    assert [r[0] for r in rows][-1] == "Stat file"
+    assert len(rows) == 5
+    table = juicefs_bench.side_by_side(rows, rows[:1]).splitlines()
+    assert table[0].split() == ["ITEM", "TUNED", "(COST)", "DEFAULT", "OPTIONS", "(COST)"]
+    assert table[1].split()[-4:] == ["1398.57", "MiB/s", "0.05", "s/file"]
+    assert table[2].split()[-2:] == ["-", "-"]
+    with pytest.raises(ValueError, match="no result table"):
+        juicefs_bench.parse_bench("FATAL: not a JuiceFS mount")
+    command = juicefs_bench.bench_command("/my data", 64, 100)
+    assert (
+        command == "juicefs bench '/my data' --big-file-size 64 --small-file-count 100 --threads 1"
+    )

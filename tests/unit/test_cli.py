@@ -177,6 +177,12 @@ def test_verify_json(weed_inventory: MakeInventory, capsys: pytest.CaptureFixtur
     assert document["ok"] is True
     assert document["summary"]["passed"] == 8
     assert {c["name"] for c in document["checks"]} >= {"master leader", "s3 round trip"}
+    # No JuiceFS client and no RustFS host in this inventory: nothing to say about them.
+    assert document["storage"] == {
+        "juicefs_mounted": None,
+        "rustfs_healthy": None,
+        "juicefs_volume": None,
+    }
 
 
 def test_verify_failure_exit_code_and_fix(

@@ -81,8 +81,9 @@ def test_ha_has_three_core_hosts_and_two_edge_hosts() -> None:
         "10.213.0.102",
     ]
     assert [s.kind for s in specs] == ["storage"] * 3 + ["edge"] * 2
-    for spec in specs[:3]:
-        assert set(spec.groups) == CORE_GROUPS
+    assert set(specs[0].groups) == CORE_GROUPS
+    for spec in specs[1:3]:  # one Redis (no Sentinel): only on the first core host
+        assert set(spec.groups) == CORE_GROUPS - set(topo.FIRST_HOST_ONLY)
     for spec in specs[3:]:
         # No S3 gateway on the edge: HAProxy's S3 frontend holds its port there.
         assert set(spec.groups) == {"haproxy", "juicefs_client"}
@@ -113,7 +114,10 @@ def test_ha_storage_hosts_past_the_core_only_hold_volumes() -> None:
 def test_every_kind_takes_its_groups_from_the_table() -> None:
     for name, kinds in topo.TOPOLOGY_GROUPS.items():
         for spec in topo.machines(name, 5):
-            assert spec.groups == kinds[spec.kind]
+            wanted = kinds[spec.kind]
+            if not spec.name.endswith("-1"):
+                wanted = tuple(g for g in wanted if g not in topo.FIRST_HOST_ONLY)
+            assert spec.groups == wanted
 
 
 def test_ha_racks_alternate() -> None:
@@ -157,6 +161,8 @@ def lab_secrets() -> dict[str, str]:
     return {
         "seaweedfs_s3_access_key": "A" * 20,
         "seaweedfs_s3_secret_key": "b" * 40,
+        "rustfs_access_key": "C" * 20,
+        "rustfs_secret_key": "d" * 40,
         **{name: name.replace("_", "") for name in state.PASSWORD_NAMES},
     }
 
@@ -453,3 +459,63 @@ def test_ulimits_never_exceed_what_is_wanted() -> None:
     limits = machines.ulimits()
     assert set(limits) == {"nofile", "nproc"}
     assert all(0 < limits[k] <= machines.ULIMITS[k] for k in limits)
+
+
+# --- the shared filesystem: Redis, RustFS (only with a binary), JuiceFS ----------------------
+
+
+def test_ha_lab_has_no_rustfs_and_juicefs_on_seaweedfs_by_default() -> None:
+    specs = topo.machines("ha", 3)
+    members = topo.group_members(specs)
+    assert members["rustfs"] == []
+    assert members["redis"] == ["lab-ha-1"]
+    assert members["juicefs_client"] == ["lab-edge-1", "lab-edge-2"]
+    values = lab_vars("ha")
+    assert values["juicefs_backend"] == "seaweedfs"
+    assert values["juicefs_binary_source"] == "controller"
+    assert "rustfs_controller_binary" not in values
+
+
+def test_ha_lab_runs_rustfs_on_the_first_edge_host_with_a_binary(tmp_path: Path) -> None:
+    binary = tmp_path / "rustfs"
+    binary.write_text("")
+    specs = topo.machines("ha", 3, rustfs=True)
+    assert topo.group_members(specs)["rustfs"] == [topo.RUSTFS_HOST] == ["lab-edge-1"]
+    values = lab_vars("ha", str(binary))
+    assert values["rustfs_binary_source"] == "controller"
+    assert values["rustfs_controller_binary"] == str(binary.resolve())
+    assert values["juicefs_backend"] == "rustfs"
+
+
+def test_dev_lab_ignores_the_rustfs_binary(tmp_path: Path) -> None:
+    specs = topo.machines("dev", 1, rustfs=True)
+    assert topo.group_members(specs)["rustfs"] == []
+    assert topo.group_members(specs)["juicefs_client"] == []
+    assert "juicefs_backend" not in lab_vars("dev", str(tmp_path / "rustfs"))
+
+
+def test_lab_secrets_cover_redis_and_rustfs(tmp_path: Path) -> None:
+    secrets = state.ensure_secrets(tmp_path / ".lab")
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", secrets["redis_password"])
+    assert re.fullmatch(r"[A-Z0-9]{20}", secrets["rustfs_access_key"])
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", secrets["rustfs_secret_key"])
+
+
+def test_ha_inventory_with_rustfs_passes_the_deployment_rules(
+    tmp_path: Path, lab_secrets: dict[str, str]
+) -> None:
+    inv = tmp_path / "lab"
+    binary = tmp_path / "rustfs"
+    binary.write_text("")
+    specs = topo.machines("ha", 3, rustfs=True)
+    write_inventory(
+        inv,
+        topology="ha",
+        specs=specs,
+        key=tmp_path / "k",
+        s3_secrets=lab_secrets,
+        rustfs_binary=str(binary),
+    )
+    topology = load_topology([inv])
+    assert [str(p) for p in validate(topology)] == []
+    assert [h.name for h in topology.group("rustfs")] == ["lab-edge-1"]

@@ -8,7 +8,14 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from storagectl.checks.base import CheckResult
-from storagectl.report import print_report, render_json, render_table, summarise, write_junit
+from storagectl.report import (
+    print_report,
+    render_json,
+    render_table,
+    storage_block,
+    summarise,
+    write_junit,
+)
 
 RESULTS = [
     CheckResult(
@@ -96,6 +103,33 @@ def test_print_report_json_is_only_json() -> None:
     stream = io.StringIO()
     print_report(RESULTS, "json", stream)
     assert json.loads(stream.getvalue())["summary"]["failed"] == 1
+
+
+def test_storage_block() -> None:
+    mount_ok = CheckResult("juicefs mount", "juicefs", True, "ok", host="c1")
+    mount_bad = CheckResult("juicefs mount", "juicefs", False, "inactive", host="c2")
+    status_bad = CheckResult("juicefs status", "juicefs", False, "no answer")
+    ready = CheckResult("rustfs ready", "rustfs", True, "HTTP 200", host="r1")
+    s3_bad = CheckResult("rustfs s3 round trip", "rustfs", False, "403", host="r1")
+
+    block = storage_block([mount_ok, status_bad, ready], juicefs_volume="v", rustfs_hosts=True)
+    # Only the mount checks decide juicefs_mounted; every RustFS check decides rustfs_healthy.
+    assert block == {"juicefs_mounted": True, "rustfs_healthy": True, "juicefs_volume": "v"}
+    block = storage_block(
+        [mount_ok, mount_bad, ready, s3_bad], juicefs_volume="v", rustfs_hosts=True
+    )
+    assert block == {"juicefs_mounted": False, "rustfs_healthy": False, "juicefs_volume": "v"}
+    # No such hosts, or their checks were not run (--component): null.
+    assert storage_block([mount_ok, ready], juicefs_volume=None, rustfs_hosts=False) == {
+        "juicefs_mounted": None,
+        "rustfs_healthy": None,
+        "juicefs_volume": None,
+    }
+    assert storage_block(RESULTS, juicefs_volume="v", rustfs_hosts=True)["juicefs_mounted"] is None
+
+    stream = io.StringIO()
+    print_report([mount_ok], "json", stream, storage=block)
+    assert json.loads(stream.getvalue())["storage"]["juicefs_volume"] == "v"
 
 
 def test_summary_counts() -> None:

@@ -524,7 +524,12 @@ def test_metrics_port_clashing_with_a_grpc_port(tmp_path: Path, project: Path) -
 
 def test_planned_components_use_their_default_ports(tmp_path: Path, project: Path) -> None:
     hosts = _with(GOOD, "s1", ["redis", "rustfs"], rustfs_console_port=6379)
-    problem = _only(_check(tmp_path, project, hosts))
+    secrets = {
+        "redis_password": "NeverPrintRedis0",
+        "rustfs_access_key": "RUSTFSKEY01",
+        "rustfs_secret_key": "NeverPrintRustfs0",
+    }
+    problem = _only(_check(tmp_path, project, hosts, secrets))
     assert problem.message == (
         "port 6379 is used by both Redis (redis_port) and RustFS (rustfs_console_port)"
     )
@@ -589,3 +594,134 @@ def test_undefined_required_variable(tmp_path: Path, project: Path) -> None:
         "s1: seaweedfs_volume_max: is not defined. "
         "Fix: define it in the inventory (group_vars or host_vars)"
     )
+
+
+# --- shared filesystem: Redis, RustFS, JuiceFS ------------------------------------------------
+
+FS_SECRETS = {
+    "redis_password": "NeverPrintRedis0",
+    "rustfs_access_key": "RUSTFSKEY01",
+    "rustfs_secret_key": "NeverPrintRustfs0",
+}
+# The ha lab's layout: one Redis (no Sentinel) on a storage host, HAProxy and the JuiceFS clients
+# on the edge.
+FS_HOSTS: Hosts = {
+    "s1": ((*STORAGE, "seaweedfs_s3", "redis"), {"seaweedfs_rack": "rack1"}),
+    "s2": ((*STORAGE, "seaweedfs_s3"), {"seaweedfs_rack": "rack2"}),
+    "s3": ((*STORAGE, "seaweedfs_s3"), {"seaweedfs_rack": "rack1"}),
+    "edge": (("haproxy", "juicefs_client"), {}),
+}
+SEAWEEDFS_BACKEND = {**FS_SECRETS, "juicefs_backend": "seaweedfs"}
+
+
+def _assert_no_fs_secret(problems: list[Problem]) -> None:
+    shown = "\n".join(f"{p}\n{p!r}" for p in problems)
+    for value in FS_SECRETS.values():
+        assert value not in shown
+
+
+@pytest.mark.parametrize("project_dir", [True, False], ids=["test-defaults", "role-defaults"])
+def test_juicefs_on_seaweedfs_passes(tmp_path: Path, project: Path, project_dir: bool) -> None:
+    assert _check(tmp_path, project if project_dir else None, FS_HOSTS, SEAWEEDFS_BACKEND) == []
+
+
+def test_juicefs_on_rustfs_passes(tmp_path: Path) -> None:
+    hosts = _with(FS_HOSTS, "edge", ("rustfs",))
+    assert _check(tmp_path, None, hosts, FS_SECRETS) == []
+
+
+def test_missing_redis_password_is_refused(tmp_path: Path) -> None:
+    variables = {k: v for k, v in SEAWEEDFS_BACKEND.items() if k != "redis_password"}
+    problems = _check(tmp_path, None, FS_HOSTS, variables)
+    assert {(p.host, p.variable) for p in problems} == {
+        ("s1", "redis_password"),
+        ("edge", "redis_password"),
+    }
+    assert all(p.message == "is not set" for p in problems)
+
+
+def test_several_redis_hosts_without_sentinel_are_refused(tmp_path: Path) -> None:
+    hosts = _with(FS_HOSTS, "s2", ("redis",))
+    problem = _only(_check(tmp_path, None, hosts, SEAWEEDFS_BACKEND))
+    assert (problem.host, problem.variable) == ("s2", "redis")
+    assert "without Sentinel JuiceFS uses one Redis server (s1)" in problem.message
+    assert problem.fix == "keep only s1 in group redis"
+
+
+def test_redis_password_with_a_quote_is_refused(tmp_path: Path) -> None:
+    variables = {**SEAWEEDFS_BACKEND, "redis_password": "NeverPrint'Redis0"}
+    problems = _check(tmp_path, None, FS_HOSTS, variables)
+    assert problems
+    assert all(p.variable == "redis_password" for p in problems)
+    assert "NeverPrint'Redis0" not in "\n".join(map(str, problems))
+
+
+def test_rustfs_backend_without_rustfs_hosts_names_juicefs_backend(tmp_path: Path) -> None:
+    problem = _only(_check(tmp_path, None, FS_HOSTS, FS_SECRETS))
+    assert (problem.host, problem.variable) == ("edge", "juicefs_backend")
+    assert "group rustfs has no hosts" in problem.message
+    assert "juicefs_backend: seaweedfs" in problem.fix
+
+
+def test_missing_rustfs_keys_are_refused_without_printing_them(tmp_path: Path) -> None:
+    hosts = _with(FS_HOSTS, "edge", ("rustfs",))
+    variables = {**FS_SECRETS, "rustfs_secret_key": "short"}
+    del variables["rustfs_access_key"]
+    problems = _check(tmp_path, None, hosts, variables)
+    assert {(p.variable, p.message) for p in problems} == {
+        ("rustfs_access_key", "is not set"),
+        ("rustfs_secret_key", "is shorter than 8 characters"),
+    }
+    assert "rustfsadmin" in problems[0].fix
+    assert "short" not in "\n".join(f"{p}{p!r}" for p in problems).replace("shorter", "")
+
+
+def test_seaweedfs_backend_needs_haproxy(tmp_path: Path) -> None:
+    hosts = {**FS_HOSTS, "edge": (("juicefs_client",), {})}
+    problem = _only(_check(tmp_path, None, hosts, SEAWEEDFS_BACKEND))
+    assert (problem.variable, problem.host) == ("juicefs_backend", "edge")
+    assert "group haproxy has no hosts" in problem.message
+
+
+def test_external_backend_needs_an_endpoint_and_keys(tmp_path: Path) -> None:
+    variables = {**FS_SECRETS, "juicefs_backend": "external"}
+    problems = _check(tmp_path, None, FS_HOSTS, variables)
+    assert {p.variable for p in problems} == {
+        "juicefs_s3_endpoint",
+        "juicefs_s3_access_key",
+        "juicefs_s3_secret_key",
+    }
+    variables |= {
+        "juicefs_s3_endpoint": "http://s3.example:9000",
+        "juicefs_s3_access_key": "EXTKEY01",
+        "juicefs_s3_secret_key": "NeverPrintExt0",
+    }
+    assert _check(tmp_path, None, FS_HOSTS, variables) == []
+
+
+def test_unknown_backend_is_refused(tmp_path: Path) -> None:
+    variables = {**FS_SECRETS, "juicefs_backend": "minio"}
+    problem = _only(_check(tmp_path, None, FS_HOSTS, variables))
+    assert problem.variable == "juicefs_backend"
+    assert "'minio'" in problem.message
+
+
+@pytest.mark.parametrize("name", ["ab", "-abc", "abc-", "ABC", "a_bc", "a" * 64])
+def test_bad_volume_names_are_refused(tmp_path: Path, name: str) -> None:
+    variables = {**SEAWEEDFS_BACKEND, "juicefs_volume_name": name}
+    problem = _only(_check(tmp_path, None, FS_HOSTS, variables))
+    assert (problem.host, problem.variable) == ("edge", "juicefs_volume_name")
+
+
+def test_juicefs_clients_need_a_redis_host(tmp_path: Path) -> None:
+    hosts = {
+        name: (tuple(g for g in groups if g != "redis"), v)
+        for name, (groups, v) in FS_HOSTS.items()
+    }
+    problem = _only(_check(tmp_path, None, hosts, SEAWEEDFS_BACKEND))
+    assert problem.variable == "redis_group"
+
+
+def test_fs_problems_never_show_a_secret(tmp_path: Path) -> None:
+    hosts = {**FS_HOSTS, "edge": (("juicefs_client",), {})}
+    _assert_no_fs_secret(_check(tmp_path, None, hosts, FS_SECRETS))

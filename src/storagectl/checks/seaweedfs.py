@@ -1137,6 +1137,22 @@ _AUTH_ERRORS = frozenset(
 )
 
 
+def _create_verify_bucket(client: Any) -> None:
+    """Create the verify bucket; another check creating it at the same moment is fine."""
+    try:
+        client.create_bucket(Bucket=VERIFY_BUCKET)
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code == "NoSuchBucket":
+            # Two gateways creating the bucket at once (the checks run concurrently on a fresh
+            # cluster): the loser can answer NoSuchBucket while the winner's bucket appears. It
+            # exists when a HEAD says so shortly after.
+            time.sleep(0.5)
+            client.head_bucket(Bucket=VERIFY_BUCKET)
+        elif code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+
+
 def s3_transfer(
     endpoint: str,
     access_key: str,
@@ -1147,20 +1163,23 @@ def s3_transfer(
     component: str = COMPONENT,
     service_fix: str,
     keys_of: str = "this host",
+    key_vars: tuple[str, str] = ("seaweedfs_s3_access_key", "seaweedfs_s3_secret_key"),
 ) -> CheckResult:
     """Through the S3 endpoint ``endpoint``: create the verify bucket if missing, PUT an object,
     GET it back byte-identical, DELETE it. Returns the result named ``check``.
 
     ``service_fix`` is the fix for failures that are not the keys' fault (what to look at behind
-    ``endpoint``); ``keys_of`` names whose keys these are, for the message when they are unset.
+    ``endpoint``); ``keys_of`` names whose keys these are, for the message when they are unset;
+    ``key_vars`` the inventory variables holding them.
     """
+    access_var, secret_var = key_vars
     if not access_key or not secret_key:
         return CheckResult(
             check,
             component,
             False,
-            f"seaweedfs_s3_access_key / seaweedfs_s3_secret_key are not set for {keys_of}",
-            fix="Set seaweedfs_s3_access_key and seaweedfs_s3_secret_key in the inventory (vault).",
+            f"{access_var} / {secret_var} are not set for {keys_of}",
+            fix=f"Set {access_var} and {secret_var} in the inventory (vault).",
         )
     client = s3_client(endpoint, access_key, secret_key, ctx)
     key = f"{uuid.uuid4().hex}.bin"
@@ -1175,14 +1194,7 @@ def s3_transfer(
             if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise
             step = "CreateBucket"
-            try:
-                client.create_bucket(Bucket=VERIFY_BUCKET)
-            except ClientError as create_exc:
-                if _error_code(create_exc) not in (
-                    "BucketAlreadyOwnedByYou",
-                    "BucketAlreadyExists",
-                ):
-                    raise
+            _create_verify_bucket(client)
         timings["bucket"] = time.monotonic() - start
         step = "PutObject"
         start = time.monotonic()
@@ -1200,8 +1212,8 @@ def s3_transfer(
         code = _error_code(exc)
         if code in _AUTH_ERRORS:
             fix = (
-                "The gateway rejected the configured keys: make seaweedfs_s3_access_key/"
-                "seaweedfs_s3_secret_key match an identity of the S3 config (with Admin for "
+                f"The gateway rejected the configured keys: make {access_var}/{secret_var} "
+                "match an identity of the S3 config (with Admin for "
                 f"CreateBucket, or pre-create bucket {VERIFY_BUCKET})."
             )
         else:

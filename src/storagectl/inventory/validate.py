@@ -545,6 +545,147 @@ def check_filer_db_connections(topology: Topology) -> Iterator[Problem]:
         )
 
 
+# --- shared filesystem: Redis, RustFS, JuiceFS -------------------------------------------------
+
+REDIS_PASSWORD = "redis_password"  # noqa: S105 - a variable name, not a password
+RUSTFS_KEYS = (("rustfs_access_key", 3), ("rustfs_secret_key", 8))
+JUICEFS_BACKENDS = ("rustfs", "seaweedfs", "external")
+JUICEFS_VOLUME_NAME = re.compile(r"^[a-z0-9][a-z0-9\-]{1,61}[a-z0-9]$")
+# redis_password goes into redis.conf and environment files unquoted.
+_REDIS_PASSWORD_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def _redis_password_problems(host: Host, why: str) -> Iterator[Problem]:
+    value = _var(host, REDIS_PASSWORD, None)
+    message = _secret_message(value, DB_SECRET_MINIMUM)
+    if message is None and not _REDIS_PASSWORD_SAFE.match(str(value)):
+        message = "contains a character other than letters, digits, '.', '_', '~' or '-'"
+    if message:
+        yield Problem(
+            host.name,
+            REDIS_PASSWORD,
+            message,
+            f"set {REDIS_PASSWORD} (at least {DB_SECRET_MINIMUM} characters: letters, digits, "
+            f"'.', '_', '~', '-') in group_vars/all, in Ansible Vault in production; {why}",
+        )
+
+
+def _key_problems(host: Host, keys: Iterable[tuple[str, int]], why: str) -> Iterator[Problem]:
+    for name, minimum in keys:
+        message = _secret_message(_var(host, name, None), minimum)
+        if message:
+            yield Problem(
+                host.name,
+                name,
+                message,
+                f"set {name} (at least {minimum} characters) in group_vars/all, in Ansible Vault "
+                f"in production; {why}",
+            )
+
+
+def _truthy(value: object) -> bool:
+    """Ansible's idea of a true boolean variable (true, "yes", "1", ...)."""
+    return str(value).strip().lower() in ("true", "yes", "on", "1")
+
+
+def check_redis(topology: Topology) -> Iterator[Problem]:
+    """Every Redis host has redis_password (no default: JuiceFS metadata needs a password)."""
+    redis_group, hosts = _group(topology, "redis")
+    for host in hosts:
+        yield from _redis_password_problems(host, "Redis must not run without a password")
+    # Without Sentinel (not deployed yet) the group's other hosts would be Redis servers nobody
+    # uses: say so rather than deploy them silently.
+    for host in hosts[1:]:
+        if not _truthy(_var(host, "redis_sentinel_enabled", False)):
+            yield Problem(
+                host.name,
+                redis_group,
+                f"group {redis_group} has {len(hosts)} hosts, but without Sentinel JuiceFS uses "
+                f"one Redis server ({hosts[0].name})",
+                f"keep only {hosts[0].name} in group {redis_group}",
+            )
+
+
+def check_rustfs(topology: Topology) -> Iterator[Problem]:
+    """Every RustFS host has its root keys (without them RustFS uses rustfsadmin/rustfsadmin)."""
+    _, hosts = _group(topology, "rustfs")
+    for host in hosts:
+        yield from _key_problems(
+            host, RUSTFS_KEYS, "without it RustFS starts with rustfsadmin/rustfsadmin"
+        )
+
+
+def _juicefs_backend_problems(topology: Topology, host: Host) -> Iterator[Problem]:
+    backend = _var(host, "juicefs_backend", "rustfs")
+    if backend not in JUICEFS_BACKENDS:
+        yield Problem(
+            host.name,
+            "juicefs_backend",
+            f"is {backend!r}, not a backend the juicefs role knows",
+            "use rustfs (the rustfs group), seaweedfs (the SeaweedFS S3 gateways through "
+            "HAProxy) or external (juicefs_s3_endpoint)",
+        )
+        return
+    if backend == "rustfs":
+        group, rustfs = _group(topology, "rustfs")
+        if not rustfs:
+            yield Problem(
+                host.name,
+                "juicefs_backend",
+                f"is 'rustfs' (the default), but group {group} has no hosts to store the data",
+                f"put the RustFS hosts in group {group}, or set juicefs_backend: seaweedfs (the "
+                "SeaweedFS S3 gateways through HAProxy) or external (with juicefs_s3_endpoint)",
+            )
+        yield from _key_problems(host, RUSTFS_KEYS, "JuiceFS signs its S3 requests with it")
+    elif backend == "seaweedfs":
+        for logical, what in (("haproxy", "HAProxy's S3 frontend"), ("seaweedfs_s3", "gateway")):
+            group, hosts = _group(topology, logical)
+            if not hosts:
+                yield Problem(
+                    host.name,
+                    "juicefs_backend",
+                    f"is 'seaweedfs', but group {group} has no hosts: JuiceFS reaches the "
+                    f"SeaweedFS S3 gateways through HAProxy, and needs a {what}",
+                    f"put hosts in group {group}, or choose juicefs_backend rustfs or external",
+                )
+        yield from _key_problems(host, _S3_KEYS, "JuiceFS signs its S3 requests with it")
+    else:
+        endpoint = _var(host, "juicefs_s3_endpoint", "")
+        if not re.match(r"^https?://[^/:]+", str(endpoint)):
+            yield Problem(
+                host.name,
+                "juicefs_s3_endpoint",
+                f"is {endpoint!r}, not an http(s) URL, but juicefs_backend is 'external'",
+                "set juicefs_s3_endpoint to the S3 endpoint, e.g. http://s3.example:9000",
+            )
+        keys = (("juicefs_s3_access_key", 3), ("juicefs_s3_secret_key", 8))
+        yield from _key_problems(host, keys, "JuiceFS signs its S3 requests with it")
+
+
+def check_juicefs(topology: Topology) -> Iterator[Problem]:
+    """JuiceFS clients: a metadata server, its password, a valid volume name and a backend."""
+    _, clients = _group(topology, "juicefs_client")
+    redis_group, redis = _group(topology, "redis")
+    for host in clients:
+        if not redis:
+            yield Problem(
+                host.name,
+                "redis_group",
+                f"group {redis_group} has no hosts, but JuiceFS keeps its metadata in Redis",
+                f"put a host in group {redis_group} (its first host is the metadata server)",
+            )
+        yield from _redis_password_problems(host, "the JuiceFS mounts connect with it")
+        name = _var(host, "juicefs_volume_name", "storagectl")
+        if not JUICEFS_VOLUME_NAME.match(str(name)):
+            yield Problem(
+                host.name,
+                "juicefs_volume_name",
+                f"is {name!r}: JuiceFS volume names match ^[a-z0-9][a-z0-9-]{{1,61}}[a-z0-9]$",
+                "use 3 to 63 lower-case letters, digits and '-', not starting or ending with '-'",
+            )
+        yield from _juicefs_backend_problems(topology, host)
+
+
 # --- ports -----------------------------------------------------------------------------------
 
 
@@ -702,6 +843,9 @@ RULES: tuple[Rule, ...] = (
     check_patroni_secrets,
     check_filer_store,
     check_filer_db_connections,
+    check_redis,
+    check_rustfs,
+    check_juicefs,
     check_ports,
 )
 

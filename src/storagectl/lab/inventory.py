@@ -63,16 +63,28 @@ def host_vars(spec: MachineSpec) -> dict[str, str]:
     }
 
 
-def lab_vars(topology: str) -> dict[str, Any]:
-    """group_vars/all/lab.yml: where the binaries come from and the lab's sizes."""
-    return {
+def lab_vars(topology: str, rustfs_binary: str | None = None) -> dict[str, Any]:
+    """group_vars/all/lab.yml: where the binaries come from and the lab's sizes.
+
+    ``rustfs_binary`` (ha, from ``STORAGECTL_RUSTFS_BINARY``): the rustfs binary on the
+    controller; the lab then runs RustFS and JuiceFS stores its data there.
+    """
+    values: dict[str, Any] = {
         "seaweedfs_binary_source": "controller",
         "seaweedfs_controller_binary": controller_binary("weed"),
+        "juicefs_binary_source": "controller",
         "juicefs_controller_binary": controller_binary("juicefs"),
         **TOPOLOGY_VARS[topology],
         "seaweedfs_volume_size_limit_mb": VOLUME_SIZE_LIMIT_MB,
         "seaweedfs_volume_max": VOLUME_MAX,
     }
+    if rustfs_binary and topology == "ha":
+        values |= {
+            "rustfs_binary_source": "controller",
+            "rustfs_controller_binary": str(Path(rustfs_binary).resolve()),
+            "juicefs_backend": "rustfs",
+        }
+    return values
 
 
 def dump(data: dict[str, Any]) -> str:
@@ -87,6 +99,7 @@ def write_inventory(
     specs: list[MachineSpec],
     key: Path,
     s3_secrets: dict[str, str],
+    rustfs_binary: str | None = None,
 ) -> Path:
     """Write the whole inventory into ``inventory_dir`` (replacing it) and return it.
 
@@ -101,7 +114,7 @@ def write_inventory(
         GENERATED_HEADER + "---\n" + dump(hosts_document(specs, key)), encoding="utf-8"
     )
     (group_vars / "lab.yml").write_text(
-        GENERATED_HEADER + "---\n" + dump(lab_vars(topology)), encoding="utf-8"
+        GENERATED_HEADER + "---\n" + dump(lab_vars(topology, rustfs_binary)), encoding="utf-8"
     )
     write_private(group_vars / "secrets.yml", GENERATED_HEADER + "---\n" + dump(s3_secrets))
     return inventory_dir

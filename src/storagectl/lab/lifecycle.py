@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -61,7 +62,8 @@ def up(topology: str = "dev", storage_hosts: int = 3, progress: Progress = print
 
 def _up(topology: str, storage_hosts: int, progress: Progress) -> Path:
     start = time.monotonic()
-    specs = topo.machines(topology, storage_hosts)
+    rustfs_binary = os.environ.get(topo.RUSTFS_BINARY_ENV) or None
+    specs = topo.machines(topology, storage_hosts, rustfs=rustfs_binary is not None)
     count = topo.storage_count(topology, storage_hosts)
     recorded = state.read_state(paths.LAB_STATE_DIR)
     check_compatible(
@@ -94,7 +96,12 @@ def _up(topology: str, storage_hosts: int, progress: Progress) -> Path:
         )
         machines.wait_ready(specs, key=key, progress=progress)
     inventory = write_inventory(
-        paths.LAB_INVENTORY, topology=topology, specs=specs, key=key, s3_secrets=s3_secrets
+        paths.LAB_INVENTORY,
+        topology=topology,
+        specs=specs,
+        key=key,
+        s3_secrets=s3_secrets,
+        rustfs_binary=rustfs_binary,
     )
     progress(f"==> lab {topology} up in {elapsed(start)}; inventory: {inventory}")
     return inventory

@@ -26,9 +26,16 @@ PASSWORD_NAMES = (
     "patroni_replication_password",
     "patroni_rewind_password",
     "seaweedfs_filer_db_password",
+    "redis_password",
 )
 PASSWORD_LENGTH = 32
-SECRET_NAMES = ("seaweedfs_s3_access_key", "seaweedfs_s3_secret_key", *PASSWORD_NAMES)
+SECRET_NAMES = (
+    "seaweedfs_s3_access_key",
+    "seaweedfs_s3_secret_key",
+    "rustfs_access_key",
+    "rustfs_secret_key",
+    *PASSWORD_NAMES,
+)
 
 
 def ensure_dir(state_dir: Path) -> Path:
@@ -78,11 +85,13 @@ def _random(alphabet: str, length: int) -> str:
 
 
 def new_secrets() -> dict[str, str]:
-    """Fresh lab secrets: a 20-character S3 access key, a 40-character S3 secret key and a
-    32-character alphanumeric password per database user."""
+    """Fresh lab secrets: 20-character access keys and 40-character secret keys (SeaweedFS S3,
+    RustFS) and a 32-character alphanumeric password per database (PostgreSQL users, Redis)."""
     return {
         "seaweedfs_s3_access_key": _random(ACCESS_KEY_ALPHABET, 20),
         "seaweedfs_s3_secret_key": _random(SECRET_KEY_ALPHABET, 40),
+        "rustfs_access_key": _random(ACCESS_KEY_ALPHABET, 20),
+        "rustfs_secret_key": _random(SECRET_KEY_ALPHABET, 40),
         **{name: _random(SECRET_KEY_ALPHABET, PASSWORD_LENGTH) for name in PASSWORD_NAMES},
     }
 

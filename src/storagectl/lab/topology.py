@@ -4,6 +4,11 @@ Edit ``TOPOLOGY_GROUPS`` to change which groups a kind of machine joins. The ha 
 ``CORE_HOSTS`` core storage hosts (kind ``storage``: every SeaweedFS daemon plus etcd, PostgreSQL
 and Redis), then, beyond them, volume-only storage hosts (kind ``volume``), then ``EDGE_HOSTS``
 edge hosts (kind ``edge``: HAProxy and JuiceFS clients).
+
+No registry reachable here carries the RustFS server binary, so the ha lab's ``rustfs`` group is
+empty and JuiceFS stores its data on the SeaweedFS S3 gateways (through HAProxy). When the
+environment variable ``STORAGECTL_RUSTFS_BINARY`` names a rustfs binary on the controller,
+``lab-edge-1`` also runs a single-node RustFS and JuiceFS uses it instead.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ CORE_HOSTS = 3
 #: ha: how many edge hosts (lab-edge-1 ...) front the cluster.
 EDGE_HOSTS = 2
 MIN_HA_STORAGE_HOSTS = CORE_HOSTS
+#: Names a rustfs binary on the controller; set, the ha lab runs RustFS on ``RUSTFS_HOST``.
+RUSTFS_BINARY_ENV = "STORAGECTL_RUSTFS_BINARY"
+RUSTFS_HOST = "lab-edge-1"
 
 #: Every group the inventory declares, in order; groups a topology leaves out stay empty.
 GROUPS: tuple[str, ...] = (
@@ -58,11 +66,20 @@ TOPOLOGY_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 # fmt: on
 
+#: Groups only the first core host joins: Redis runs without Sentinel in the lab, so JuiceFS has
+#: exactly one metadata server (redis_sentinel_enabled is not implemented yet).
+FIRST_HOST_ONLY: tuple[str, ...] = ("redis",)
+
 #: Variables that differ per topology (written to group_vars/all/lab.yml). The ha filers share
 #: one metadata store: PostgreSQL (Patroni on the core hosts) through HAProxy on lab-edge-1.
+#: JuiceFS (ha) keeps its data on the SeaweedFS S3 gateways, unless the lab runs RustFS.
 TOPOLOGY_VARS: dict[str, dict[str, str]] = {
     "dev": {"seaweedfs_default_replica_placement": "000", "seaweedfs_filer_store": "leveldb2"},
-    "ha": {"seaweedfs_default_replica_placement": "001", "seaweedfs_filer_store": "postgres2"},
+    "ha": {
+        "seaweedfs_default_replica_placement": "001",
+        "seaweedfs_filer_store": "postgres2",
+        "juicefs_backend": "seaweedfs",
+    },
 }
 
 DATA_CENTER = "dc1"
@@ -109,8 +126,11 @@ def storage_kind(topology: str, index: int) -> str:
     return "storage"
 
 
-def machines(topology: str, storage_hosts: int = 3) -> list[MachineSpec]:
-    """The machines of ``topology``: storage hosts (core, then volume-only), then edge hosts."""
+def machines(topology: str, storage_hosts: int = 3, *, rustfs: bool = False) -> list[MachineSpec]:
+    """The machines of ``topology``: storage hosts (core, then volume-only), then edge hosts.
+
+    ``rustfs`` (ha only: a RustFS binary was given) adds ``RUSTFS_HOST`` to group ``rustfs``.
+    """
     validate(topology, storage_hosts)
     kinds = TOPOLOGY_GROUPS[topology]
     specs = []
@@ -122,7 +142,7 @@ def machines(topology: str, storage_hosts: int = 3) -> list[MachineSpec]:
                 address=str(SUBNET[STORAGE_BASE + i]),
                 kind=kind,
                 rack=RACKS[(i - 1) % len(RACKS)],
-                groups=kinds[kind],
+                groups=tuple(g for g in kinds[kind] if i == 1 or g not in FIRST_HOST_ONLY),
             )
         )
     if "edge" in kinds:
@@ -132,7 +152,7 @@ def machines(topology: str, storage_hosts: int = 3) -> list[MachineSpec]:
                 address=str(SUBNET[EDGE_BASE + i]),
                 kind="edge",
                 rack=RACKS[(i - 1) % len(RACKS)],
-                groups=kinds["edge"],
+                groups=kinds["edge"] + (("rustfs",) if rustfs and i == 1 else ()),
             )
             for i in range(1, EDGE_HOSTS + 1)
         )

@@ -1,0 +1,89 @@
+"""RustFS checks: every RustFS node is ready and carries an S3 round trip with the inventory's
+keys.
+
+What the rustfs role deploys (its contract with these checks): the hosts of the ``rustfs`` group
+(``rustfs_group``) run the systemd unit ``rustfs``, serving S3 and the health endpoints on
+``http://storage_address:rustfs_port`` (9000) with the keys ``rustfs_access_key`` /
+``rustfs_secret_key``. RustFS answers ``GET /health/ready`` with 200 once it can serve requests
+(503 before; ``rustfs/src/server/prefix.rs``).
+"""
+
+from __future__ import annotations
+
+import requests
+
+from storagectl.checks.base import CheckContext, CheckResult, host_check
+from storagectl.checks.seaweedfs import host_port, http_error, http_session, s3_transfer
+from storagectl.inventory import Host, Topology
+
+COMPONENT = "rustfs"
+
+RUSTFS = "rustfs"
+"""The logical group of the RustFS nodes (``rustfs_group`` overrides it)."""
+RUSTFS_UNIT = "rustfs"
+DEFAULT_PORT = 9000
+READY_PATH = "/health/ready"
+KEY_VARS = ("rustfs_access_key", "rustfs_secret_key")
+
+
+def rustfs_url(topology: Topology, host: Host) -> str:
+    """``http://<storage_address>:<rustfs_port>`` of a RustFS node."""
+    return f"http://{host_port(host.address, int(host.var('rustfs_port', default=DEFAULT_PORT)))}"
+
+
+def _ready_url(topology: Topology, host: Host) -> str:
+    return rustfs_url(topology, host) + READY_PATH
+
+
+def rustfs_fix(host: Host, reason: str = "") -> str:
+    look = f"on {host.name}: systemctl status {RUSTFS_UNIT}; journalctl -u {RUSTFS_UNIT} -n 100."
+    if not reason:
+        return f"Look {look}"
+    return f"{reason[0].upper()}{reason[1:]}; look {look}"
+
+
+@host_check("rustfs ready", COMPONENT, group=RUSTFS, endpoint=_ready_url)
+def rustfs_ready(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
+    """``GET /health/ready`` answers 200."""
+    url = _ready_url(topology, host)
+    try:
+        with http_session() as session:
+            response = session.get(url, timeout=ctx.http_timeout)
+    except requests.RequestException as exc:
+        return CheckResult(
+            "rustfs ready",
+            COMPONENT,
+            False,
+            http_error(exc),
+            fix=rustfs_fix(host, f"start RustFS on {host.name} (systemctl start {RUSTFS_UNIT})"),
+        )
+    if response.status_code != 200:
+        return CheckResult(
+            "rustfs ready",
+            COMPONENT,
+            False,
+            f"HTTP {response.status_code}: not ready",
+            fix=rustfs_fix(
+                host, "RustFS runs but is not ready (drives missing, or too few peers online)"
+            ),
+        )
+    return CheckResult("rustfs ready", COMPONENT, True, "HTTP 200")
+
+
+@host_check("rustfs s3 round trip", COMPONENT, group=RUSTFS, endpoint=rustfs_url)
+def rustfs_s3_round_trip(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
+    """Create the verify bucket if missing, PUT/GET (byte-identical)/DELETE an object."""
+    access, secret = KEY_VARS
+    return s3_transfer(
+        rustfs_url(topology, host),
+        str(host.var(access, default="") or ""),
+        str(host.var(secret, default="") or ""),
+        ctx,
+        check="rustfs s3 round trip",
+        component=COMPONENT,
+        service_fix=rustfs_fix(host),
+        key_vars=KEY_VARS,
+    )
+
+
+CHECKS = [rustfs_ready, rustfs_s3_round_trip]

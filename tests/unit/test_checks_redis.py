@@ -1,0 +1,86 @@
+"""Redis checks against a real redis-server on loopback (see conftest ``redis_server``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from storagectl.checks import all_checks, run_checks
+from storagectl.checks.base import CheckResult
+from storagectl.checks.redis import CHECKS
+from storagectl.inventory import load_topology
+
+if TYPE_CHECKING:
+    from conftest import RedisServer
+
+from conftest import write_inventory
+
+StartRedis = Callable[..., "RedisServer"]
+
+
+def verify(inventory: Path, project_root: Path, timeout: float = 5.0) -> list[CheckResult]:
+    return run_checks(load_topology([inventory], basedir=project_root), CHECKS, timeout=timeout)
+
+
+def inventory(tmp_path: Path, *servers: RedisServer, **overrides: object) -> Path:
+    hosts = {f"redis{i + 1}": {**s.host_vars(), **overrides} for i, s in enumerate(servers)}
+    return write_inventory(tmp_path / "inv", {"redis": hosts})
+
+
+def test_a_redis_set_up_for_juicefs_passes(
+    redis_server: RedisServer, tmp_path: Path, project_root: Path
+) -> None:
+    [result] = verify(inventory(tmp_path, redis_server), project_root)
+    assert result.ok, result.detail
+    assert (result.name, result.component, result.host) == ("redis reachable", "redis", "redis1")
+    assert result.endpoint == f"redis://127.0.0.1:{redis_server.port}"
+    assert result.detail.startswith("PONG; redis ")
+    assert "role master; maxmemory-policy noeviction; aof_enabled 1" in result.detail
+    assert "redis" in [c.component for c in all_checks()]
+
+
+def test_a_wrong_password_fails_without_showing_it(
+    redis_server: RedisServer, tmp_path: Path, project_root: Path
+) -> None:
+    wrong = "not-the-password-4711"
+    [result] = verify(inventory(tmp_path, redis_server, redis_password=wrong), project_root)
+    assert not result.ok
+    assert result.detail.startswith("authentication failed")
+    assert "redis_password" in result.fix
+    assert "requirepass" in result.fix
+    for text in (result.detail, result.fix, result.endpoint):
+        assert wrong not in text
+        assert redis_server.password not in text
+
+
+def test_an_evicting_redis_without_aof_fails(
+    start_redis: StartRedis, tmp_path: Path, project_root: Path
+) -> None:
+    server = start_redis("--maxmemory-policy", "allkeys-lru", "--appendonly", "no")
+    [result] = verify(inventory(tmp_path, server), project_root)
+    assert not result.ok
+    assert "maxmemory-policy is allkeys-lru, JuiceFS needs noeviction" in result.detail
+    assert "AOF persistence is off" in result.detail
+    assert "maxmemory-policy noeviction" in result.fix
+    assert "appendonly yes" in result.fix
+
+
+def test_a_replica_as_metadata_server_fails_and_a_stopped_redis_names_its_unit(
+    redis_server: RedisServer, start_redis: StartRedis, tmp_path: Path, project_root: Path
+) -> None:
+    replica = start_redis("--replicaof", "127.0.0.1", str(redis_server.port))
+    replica.stop()
+    results = verify(inventory(tmp_path, replica), project_root)
+    assert not results[0].ok
+    assert results[0].detail.startswith("no answer: ")
+    assert "systemctl start redis-server" in results[0].fix
+
+    replica.start()
+    # The first host is JuiceFS's metadata server: a replica there cannot take writes.
+    results = verify(inventory(tmp_path, replica, redis_server), project_root)
+    first, second = results
+    assert not first.ok
+    assert "JuiceFS metadata server but its role is slave" in first.detail
+    assert "REPLICAOF NO ONE" in first.fix
+    assert second.ok, second.detail
