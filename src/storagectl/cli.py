@@ -7,12 +7,14 @@ One subcommand per verb, one shared group of Ansible arguments, named exit codes
     storagectl verify [-i INV]... [-l LIMIT] [-e VARS]... [--format table|json] [--junit FILE]
                       [--timeout SECONDS]
     storagectl inventory check [-i INV]... [-e VARS]... [--format text|json]
+    storagectl aegis-config [-i INV]... [-e VARS]... [--format yaml|json]
     storagectl lab up [--topology dev|ha] [--storage-hosts N]
     storagectl lab status [--format table|json]
     storagectl lab down
 
-Without ``-i``, ``deploy``, ``verify`` and ``inventory check`` use ``inventories/lab`` when it
-exists. ``deploy`` applies the ``inventory check`` rules before it starts Ansible. Errors are one
+Without ``-i``, ``deploy``, ``verify``, ``inventory check`` and ``aegis-config`` use
+``inventories/lab`` when it exists. ``deploy`` applies the ``inventory check`` rules before it
+starts Ansible. Every ``--format json`` prints one JSON document alone on stdout. Errors are one
 line on stderr and an exit code; never a traceback.
 """
 
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -159,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=20.0,
         metavar="SECONDS",
-        help="time allowed to each check (default: 20)",
+        help=(
+            "hard wall-clock limit of each check on each host; one that overruns is reported "
+            "as FAIL 'timed out after N s' with its endpoint (default: 20)"
+        ),
     )
     verify.add_argument(
         "--component",
@@ -190,6 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inventory_check.set_defaults(handler=cmd_inventory_check)
     inventory.set_defaults(handler=_needs_subcommand(inventory))
+
+    aegis = commands.add_parser(
+        "aegis-config",
+        parents=[ansible],
+        help="print the spec.storage block of an AEGIS node configuration",
+        description=(
+            "Print the storage endpoints an AEGIS node needs (spec.storage: filer_url, "
+            "s3_endpoint, s3_region), derived from the inventory alone: the HAProxy load "
+            "balancers (first haproxy host), or storage_filer_url / storage_s3_endpoint when the "
+            "inventory sets them (a VIP or DNS name). Without haproxy hosts, the first filer "
+            "and S3 gateway, said on stderr. Contacts no host. --limit, --tags, --check and "
+            "--diff do not apply."
+        ),
+    )
+    aegis.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format")
+    aegis.set_defaults(handler=cmd_aegis_config)
 
     lab = commands.add_parser("lab", help="the local throwaway lab (machines with systemd+SSH)")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="COMMAND", parser_class=_Parser)
@@ -303,7 +325,14 @@ def _verify_error(args: argparse.Namespace, message: str, code: RC) -> int:
         document = {
             "ok": False,
             "error": message,
-            "summary": {"total": 0, "passed": 0, "failed": 0, "duration": 0.0, "components": {}},
+            "summary": {
+                "total": 0,
+                "passed": 0,
+                "failed": 0,
+                "duration": 0.0,
+                "wall": 0.0,
+                "components": {},
+            },
             "checks": [],
             "storage": {"juicefs_mounted": None, "rustfs_healthy": None, "juicefs_volume": None},
         }
@@ -346,7 +375,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         topology = _load_topology(args, inventories)
     except InventoryError as exc:
         return _verify_error(args, str(exc), RC.INVALID_INVENTORY)
+    start = time.monotonic()
     results = run_checks(topology, checks, timeout=args.timeout)
+    elapsed = time.monotonic() - start
     if not results:
         return _verify_error(
             args,
@@ -354,7 +385,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"(components: {', '.join(sorted({c.component for c in checks}))})",
             RC.INVALID_INVENTORY,
         )
-    report.print_report(results, args.format, storage=_storage(topology, results))
+    report.print_report(results, args.format, storage=_storage(topology, results), elapsed=elapsed)
     if args.junit:
         try:
             report.write_junit(results, args.junit)
@@ -411,6 +442,93 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
             + (f" ({summary})" if summary else "")
         )
     return RC.INVALID_INVENTORY if problems else RC.OK
+
+
+# --- aegis-config --------------------------------------------------------------------------
+
+S3_REGION_DEFAULT = "us-east-1"
+
+
+def _url(address: str, port: Any) -> str:
+    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+    return f"http://{host}:{port}"
+
+
+def _endpoint(
+    topology: Topology, override: str, via_haproxy: tuple[str, str], direct: tuple[str, str, str]
+) -> tuple[str, str | None]:
+    """One URL: the inventory's override, else HAProxy's frontend, else the first backend.
+
+    ``via_haproxy`` is (port variable, default); ``direct`` is (logical group, port variable,
+    what). Returns the URL and a note for stderr when the load balancer is bypassed.
+    """
+    value = topology.var(override, default=None)
+    if value:
+        return str(value).rstrip("/"), None
+    balancers = topology.component("haproxy")
+    if balancers:
+        first = balancers[0]
+        address = str(first.var("haproxy_bind_address", default=first.address))
+        port_variable, port_default = via_haproxy
+        return _url(address, first.var(port_variable, default=port_default)), None
+    logical, port_variable, what = direct
+    hosts = topology.component(logical)
+    if not hosts:
+        raise CommandError(
+            f"{override}: the inventory has no haproxy host and no {logical} host to take the "
+            f"{what} URL from. Fix: set {override} (a VIP or DNS name), or put hosts in groups "
+            f"haproxy and {logical}",
+            RC.INVALID_INVENTORY,
+        )
+    first = hosts[0]
+    url = _url(first.address, first.var(port_variable))
+    note = (
+        f"no haproxy host: {what} URL is the first {logical} host ({first.name}) directly, "
+        f"without failover; set {override} or add an haproxy group"
+    )
+    return url, note
+
+
+def aegis_storage(topology: Topology) -> tuple[dict[str, str], list[str]]:
+    """The ``spec.storage`` block of an AEGIS node config, and notes for stderr."""
+    filer_url, filer_note = _endpoint(
+        topology,
+        "storage_filer_url",
+        ("haproxy_filer_port", "8888"),
+        ("seaweedfs_filer", "seaweedfs_filer_port", "filer"),
+    )
+    s3_endpoint, s3_note = _endpoint(
+        topology,
+        "storage_s3_endpoint",
+        ("haproxy_s3_port", "8333"),
+        ("seaweedfs_s3", "seaweedfs_s3_port", "S3"),
+    )
+    region = str(topology.var("seaweedfs_s3_region", default=S3_REGION_DEFAULT))
+    storage = {"filer_url": filer_url, "s3_endpoint": s3_endpoint, "s3_region": region}
+    return storage, [note for note in (filer_note, s3_note) if note]
+
+
+def cmd_aegis_config(args: argparse.Namespace) -> int:
+    """Print the ``spec.storage`` block an AEGIS node configuration needs."""
+    import yaml
+
+    from storagectl.inventory import InventoryError
+
+    inventories = _inventories(args)
+    try:
+        storage, notes = aegis_storage(_load_topology(args, inventories))
+    except InventoryError as exc:
+        _err(str(exc))
+        return RC.INVALID_INVENTORY
+    for note in notes:
+        sys.stderr.write(f"{PROG}: note: {note}\n")
+    document = {"spec": {"storage": storage}}
+    if args.format == "json":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
+    sys.stdout.flush()
+    return RC.OK
 
 
 # --- lab -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ The JSON document (``--format json``) is the only thing written to stdout in tha
 
     {
       "ok": false,
-      "summary": {"total": 8, "passed": 7, "failed": 1, "duration": 1.234,
+      "summary": {"total": 8, "passed": 7, "failed": 1, "duration": 1.234, "wall": 1.301,
                   "components": {"seaweedfs": {"passed": 7, "failed": 1}}},
       "checks": [
         {"name": "filer health", "component": "seaweedfs", "ok": true, "detail": "HTTP 200",
@@ -15,6 +15,8 @@ The JSON document (``--format json``) is the only thing written to stdout in tha
       "storage": {"juicefs_mounted": true, "rustfs_healthy": null, "juicefs_volume": "storagectl"}
     }
 
+``summary.duration`` is the slowest single check, ``summary.wall`` the whole run (checks run
+concurrently, so it is close to the slowest check); each check's own ``duration`` is in seconds.
 ``storage`` sums up the storage a client uses (:func:`storage_block`): ``juicefs_mounted`` is
 true when every ``juicefs mount`` check passed, ``rustfs_healthy`` when every RustFS check
 passed; each is null when the inventory has no such hosts or their checks did not run
@@ -37,8 +39,10 @@ __all__ = [
     "print_report",
     "render_json",
     "render_table",
+    "slowest",
     "storage_block",
     "summarise",
+    "timing_line",
     "wants_color",
     "write_junit",
 ]
@@ -65,6 +69,23 @@ def summarise(results: Sequence[CheckResult]) -> dict[str, Any]:
     }
 
 
+def slowest(results: Sequence[CheckResult]) -> CheckResult | None:
+    """The result that took longest (None without results)."""
+    return max(results, key=lambda r: r.duration, default=None)
+
+
+def timing_line(results: Sequence[CheckResult], elapsed: float | None = None) -> str:
+    """``44 passed, 0 failed in 2.4 s (slowest: filer round trip lab-ha-1 1.9 s)``; without
+    ``elapsed`` (the run's wall time) just the counts."""
+    summary = summarise(results)
+    line = f"{summary['passed']} passed, {summary['failed']} failed"
+    worst = slowest(results)
+    if elapsed is None or worst is None:
+        return line
+    where = worst.host or worst.endpoint or worst.component
+    return f"{line} in {elapsed:.1f} s (slowest: {worst.name} {where} {worst.duration:.1f} s)"
+
+
 def wants_color(stream: TextIO) -> bool:
     """Colour only for a terminal, and never when NO_COLOR is set."""
     return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
@@ -76,9 +97,12 @@ def _where(result: CheckResult) -> str:
     return result.host or result.endpoint or "-"
 
 
-def render_table(results: Sequence[CheckResult], *, color: bool = False) -> str:
+def render_table(
+    results: Sequence[CheckResult], *, color: bool = False, elapsed: float | None = None
+) -> str:
     """Results grouped by component: STATUS, CHECK, HOST/ENDPOINT, DETAIL; a fix line under
-    each failure; then ``N passed, M failed``."""
+    each failure; then ``N passed, M failed`` and, given ``elapsed``, the timing
+    (:func:`timing_line`)."""
     if not results:
         return "No checks apply to this inventory.\n0 passed, 0 failed\n"
     headers = ("STATUS", "CHECK", "HOST / ENDPOINT", "DETAIL")
@@ -109,7 +133,7 @@ def render_table(results: Sequence[CheckResult], *, color: bool = False) -> str:
                 out.append(f"{' ' * (widths[0] + 2)}fix: {result.fix}")
         out.append("")
     summary = summarise(results)
-    tail = f"{summary['passed']} passed, {summary['failed']} failed"
+    tail = timing_line(results, elapsed)
     if color:
         tail = f"{_GREEN if not summary['failed'] else _RED}{tail}{_RESET}"
     out.append(tail)
@@ -137,9 +161,14 @@ def storage_block(
     }
 
 
-def render_json(results: Sequence[CheckResult], **extra: Any) -> str:
-    """The single JSON document of ``--format json`` (``extra`` keys are added at top level)."""
+def render_json(
+    results: Sequence[CheckResult], *, elapsed: float | None = None, **extra: Any
+) -> str:
+    """The single JSON document of ``--format json`` (``extra`` keys are added at top level;
+    ``elapsed``, the run's wall time, becomes ``summary.wall``)."""
     summary = summarise(results)
+    if elapsed is not None:
+        summary["wall"] = round(elapsed, 3)
     document: dict[str, Any] = {
         "ok": summary["failed"] == 0,
         "summary": summary,
@@ -211,12 +240,15 @@ def print_report(
     stream: TextIO | None = None,
     *,
     storage: dict[str, Any] | None = None,
+    elapsed: float | None = None,
 ) -> None:
     """Print ``results`` as ``table`` or ``json`` to ``stream`` (stdout by default); ``storage``
-    is the JSON document's ``storage`` block (see :func:`storage_block`)."""
+    is the JSON document's ``storage`` block (see :func:`storage_block`), ``elapsed`` the run's
+    wall time in seconds."""
     out = stream or sys.stdout
     if fmt == "json":
-        out.write(render_json(results, **({"storage": storage} if storage is not None else {})))
+        extra = {"storage": storage} if storage is not None else {}
+        out.write(render_json(results, elapsed=elapsed, **extra))
     else:
-        out.write(render_table(results, color=wants_color(out)))
+        out.write(render_table(results, color=wants_color(out), elapsed=elapsed))
     out.flush()

@@ -366,3 +366,73 @@ def test_juicefs_bench_table_is_parsed_and_shown_side_by_side() -> None:
     assert (
         command == "juicefs bench '/my data' --big-file-size 64 --small-file-count 100 --threads 1"
     )
+
+
+# --- verify time ----------------------------------------------------------------------------
+
+
+verify_time = _import("verify_time")
+
+
+def _verify_document(*durations: float, failed: int = 0) -> str:
+    checks = [
+        {"name": f"check {i}", "component": "demo", "ok": True, "duration": d, "host": f"h{i}"}
+        for i, d in enumerate(durations)
+    ]
+    summary = {"total": len(checks), "passed": len(checks) - failed, "failed": failed}
+    return json.dumps({"ok": not failed, "summary": summary, "checks": checks, "storage": {}})
+
+
+def test_verify_document_gives_the_slowest_check_and_ratio() -> None:
+    run = verify_time.parse_document(1, 0, 2.6, _verify_document(0.2, 2.0, 0.5))
+    assert (run.slowest_s, run.slowest_check, run.passed, run.ok) == (2.0, "check 1 h1", 3, True)
+    assert run.ratio == pytest.approx(1.3)
+    assert verify_time.run_line(run) == (
+        "run 1: 2.60 s wall, slowest check 2.00 s (check 1 h1), ratio 1.30"
+    )
+    red = verify_time.parse_document(2, 1, 1.0, _verify_document(0.5, failed=1))
+    assert not red.ok
+    assert verify_time.run_line(red).endswith("[rc=1, 1 failed]")
+
+
+def test_verify_document_errors_are_runs_without_checks() -> None:
+    broken = verify_time.parse_document(1, 70, 0.3, "Traceback (most recent call last):\n")
+    assert broken.slowest_s is None
+    assert broken.ratio is None
+    assert broken.error.startswith("no JSON on stdout (rc=70): Traceback")
+    assert verify_time.run_line(broken) == f"run 1: 0.30 s wall, {broken.error}"
+    invalid = json.dumps({"ok": False, "error": "bad inventory", "checks": []})
+    assert verify_time.parse_document(2, 3, 0.1, invalid).error == "bad inventory"
+    instant = verify_time.parse_document(3, 0, 0.1, _verify_document(0.0))
+    assert instant.slowest_s == 0.0
+    assert instant.ratio is None
+
+
+def test_verify_summary_line() -> None:
+    runs = [
+        verify_time.parse_document(n, 0, wall, _verify_document(slowest))
+        for n, (wall, slowest) in enumerate([(2.0, 1.6), (3.0, 2.0), (2.5, 2.0)], start=1)
+    ]
+    summary = verify_time.summarise(runs)
+    assert (summary["median_wall_s"], summary["median_slowest_s"]) == (2.5, 2.0)
+    assert summary["median_ratio"] == 1.25
+    assert verify_time.summary_line(summary) == (
+        "verify: median 2.50 s wall, slowest check median 2.00 s, ratio 1.25 "
+        "(targets: <= 3 s, <= 1.3x)"
+    )
+    broken = [verify_time.parse_document(1, 70, 0.3, "")]
+    assert verify_time.summary_line(verify_time.summarise(broken)) == (
+        "verify: no run produced checks over 1 runs (targets: <= 3 s, <= 1.3x)"
+    )
+    mixed = verify_time.summarise([*runs, *broken])
+    assert "1 of 4 runs not green" in verify_time.summary_line(mixed)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("1", True), ("20", True), ("0", False), ("21", False)])
+def test_verify_runs_are_bounded(value: str, ok: bool) -> None:
+    if ok:
+        assert verify_time.runs_arg(value) == int(value)
+    else:
+        with pytest.raises(Exception, match="from 1 to 20"):
+            verify_time.runs_arg(value)
+    assert verify_time.parse_args([]).runs == 5

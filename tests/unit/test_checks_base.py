@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,7 +106,7 @@ def test_timeout_names_the_endpoint(topology: Topology) -> None:
         release.set()
     assert time.monotonic() - start < 3
     assert [r.ok for r in results] == [True, True, False]
-    assert "timed out after 0.5s" in results[2].detail
+    assert "timed out after 0.5 s" in results[2].detail
     assert "http://w3:1234/" in results[2].detail
     assert results[2].host == "w3"
 
@@ -181,3 +184,44 @@ def test_http_timeout_stays_below_the_check_timeout() -> None:
     connect, read = CheckContext(timeout=10).http_timeout
     assert connect <= 3
     assert read < 10
+
+
+def test_a_hung_check_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    """Threads cannot be killed: the runner's daemon workers are dropped when verify exits."""
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {"children": {"widgets": {"hosts": {"w1": None}}}}}))
+    script = f"""
+import time
+from storagectl.checks.base import CheckResult, host_check, parallel_map, run_checks
+from storagectl.inventory import load_topology
+
+@host_check("hang", "demo", group="widgets")
+def hang(topology, host, ctx):
+    parallel_map(time.sleep, [600, 600])  # sub-probes hang too
+    return CheckResult("hang", "demo", True, "never")
+
+results = run_checks(load_topology([{str(inv)!r}]), [hang], timeout=0.3)
+print(results[0].ok, results[0].detail)
+"""
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert time.monotonic() - start < 15
+    assert done.stdout.strip() == "False timed out after 0.3 s waiting for w1"
+
+
+def test_queued_tasks_still_run_after_a_worker_hangs(topology: Topology) -> None:
+    release = threading.Event()
+
+    @host_check("one slot", "demo", group="widgets")
+    def one_slot(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
+        if host.name == "w1":
+            release.wait(10)
+        return CheckResult("one slot", "demo", True, host.name)
+
+    try:
+        results = run_checks(topology, [one_slot], timeout=0.3, max_workers=1)
+    finally:
+        release.set()
+    assert [r.ok for r in results] == [False, True, True]

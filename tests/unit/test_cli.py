@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -166,7 +167,10 @@ def test_verify_passes_on_a_healthy_cluster(
     assert cli.main(argv) == RC.OK
     out = capsys.readouterr().out
     assert out.startswith("== seaweedfs ==")
-    assert out.splitlines()[-1] == "8 passed, 0 failed"
+    assert re.fullmatch(
+        r"8 passed, 0 failed in \d+\.\d s \(slowest: [a-z0-9 ]+ (node1|cluster) \d+\.\d s\)",
+        out.splitlines()[-1],
+    )
     root = ET.fromstring(junit.read_bytes())  # noqa: S314 - our own file, just written
     assert (root.get("tests"), root.get("failures")) == ("8", "0")
 
@@ -176,6 +180,9 @@ def test_verify_json(weed_inventory: MakeInventory, capsys: pytest.CaptureFixtur
     document = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON document
     assert document["ok"] is True
     assert document["summary"]["passed"] == 8
+    # Every check has its duration; the run's wall time is close to the slowest check's.
+    assert all(isinstance(c["duration"], float) for c in document["checks"])
+    assert document["summary"]["wall"] >= document["summary"]["duration"] > 0
     assert {c["name"] for c in document["checks"]} >= {"master leader", "s3 round trip"}
     # No JuiceFS client and no RustFS host in this inventory: nothing to say about them.
     assert document["storage"] == {
@@ -193,7 +200,7 @@ def test_verify_failure_exit_code_and_fix(
     out = capsys.readouterr().out
     assert "FAIL    s3 round trip" in out
     assert "fix: The gateway rejected the configured keys" in out
-    assert out.splitlines()[-1] == "7 passed, 1 failed"
+    assert out.splitlines()[-1].startswith("7 passed, 1 failed in ")
 
 
 def test_verify_honours_extra_vars_and_limit(

@@ -14,6 +14,7 @@ from storagectl.report import (
     render_table,
     storage_block,
     summarise,
+    timing_line,
     write_junit,
 )
 
@@ -155,3 +156,22 @@ def test_junit_xml(tmp_path: Path) -> None:
     assert "fix: systemctl status seaweedfs-filer" in (failure.text or "")
     assert cases[1].get("classname") == "storagectl.seaweedfs.filer_health"
     assert float(cases[1].get("time") or 0) == 0.5
+
+
+def test_timing_line_names_the_slowest_check() -> None:
+    assert timing_line(RESULTS) == "2 passed, 1 failed"
+    assert timing_line(RESULTS, 2.44) == (
+        "2 passed, 1 failed in 2.4 s (slowest: filer health f1 0.5 s)"
+    )
+    assert render_table(RESULTS, elapsed=2.44).splitlines()[-1] == timing_line(RESULTS, 2.44)
+    cluster = [CheckResult("master leader", "seaweedfs", True, "ok", endpoint="cluster")]
+    assert timing_line(cluster, 0.1).endswith("(slowest: master leader cluster 0.0 s)")
+
+
+def test_json_wall_time() -> None:
+    document = json.loads(render_json(RESULTS, elapsed=0.61234))
+    assert document["summary"]["wall"] == 0.612
+    assert document["summary"]["duration"] == 0.5
+    stream = io.StringIO()
+    print_report(RESULTS, "json", stream, elapsed=1.0)
+    assert json.loads(stream.getvalue())["summary"]["wall"] == 1.0

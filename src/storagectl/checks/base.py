@@ -12,15 +12,18 @@ Two shapes exist, both declared with a decorator that returns a :class:`Check`:
   in scope of ``--limit``; each host is its own task, so hosts are probed concurrently and a
   timeout names the endpoint that hung.
 
-:func:`run_checks` runs every task of every check in a thread pool, each with its own timeout;
-a check that raises or times out becomes a failed result, never a traceback.
+:func:`run_checks` runs every task of every check in a pool of daemon threads, each task with a
+hard wall-clock bound: a check that raises or outlives ``--timeout`` becomes a failed result,
+never a traceback and never a hung ``verify``.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -228,8 +231,12 @@ def parallel_map(
     """``[func(i) for i in items]`` run concurrently (for probing every member of a cluster)."""
     if len(items) <= 1:
         return [func(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
-        return list(pool.map(func, items))
+    pool = _DaemonPool(min(max_workers, len(items)))  # daemon threads: see _DaemonPool
+    try:
+        futures = [pool.submit(lambda item=item: func(item)) for item in items]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown()
 
 
 def _fix_for(exc: BaseException, task: Task) -> str:
@@ -263,7 +270,7 @@ def _timeout_result(task: Task, timeout: float) -> CheckResult:
         name=task.check,
         component=task.component,
         ok=False,
-        detail=f"timed out after {timeout:g}s waiting for {target}",
+        detail=f"timed out after {timeout:g} s waiting for {target}",
         fix=(
             f"Check that {target} is reachable from this machine (firewall, routing, service up) "
             "or raise --timeout."
@@ -290,6 +297,50 @@ def _normalise(
     return results
 
 
+class _DaemonPool:
+    """A minimal thread pool of *daemon* workers.
+
+    :class:`~concurrent.futures.ThreadPoolExecutor` joins its workers at interpreter exit, so one
+    check stuck in a call without a timeout would keep ``verify`` alive after it has reported.
+    Python cannot kill a thread; daemon threads are simply dropped when the process exits.
+    :meth:`replace_worker` starts a fresh worker for one that is abandoned on a timeout, so a
+    hung check does not shrink the pool and delay the tasks queued behind it.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._workers = 0
+        for _ in range(max(1, workers)):
+            self.replace_worker()
+
+    def replace_worker(self) -> None:
+        """Start one more worker thread."""
+        self._workers += 1
+        threading.Thread(target=self._work, name=f"check-{self._workers}", daemon=True).start()
+
+    def submit(self, func: Callable[[], _R]) -> Future[_R]:
+        future: Future[_R] = Future()
+        self._queue.put((future, func))
+        return future
+
+    def shutdown(self) -> None:
+        """Let every idle worker end; a worker still busy ends with its task (or the process)."""
+        for _ in range(self._workers):
+            self._queue.put(None)
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, func = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(func())
+            except BaseException as exc:  # handed to the waiting thread
+                future.set_exception(exc)
+
+
 def run_checks(
     topology: Topology,
     checks: Iterable[Check],
@@ -300,9 +351,10 @@ def run_checks(
     """Run ``checks`` concurrently over ``topology``; results come back in declaration order.
 
     Each task (a cluster check, or a host check on one host) has ``timeout`` seconds from the
-    moment it starts. A task that raises becomes a failed result naming the exception; a task
-    that overruns becomes a failed result naming its endpoint (its thread is abandoned; HTTP
-    calls in checks carry their own timeouts, so it ends soon after).
+    moment it starts, a hard bound: a task that raises becomes a failed result naming the
+    exception; a task that overruns becomes a failed result "timed out after N s" naming its
+    endpoint, its (daemon) thread is abandoned and a new worker takes its place. The run
+    therefore ends at most about ``timeout`` after the last task started.
     """
     ctx = CheckContext(timeout=timeout)
     tasks = [task for check in checks for task in check.tasks(topology, ctx)]
@@ -321,12 +373,10 @@ def run_checks(
             finished[index] = time.monotonic()
 
     outcome: dict[int, list[CheckResult]] = {}
-    pool = ThreadPoolExecutor(
-        max_workers=max(1, min(max_workers, len(tasks))), thread_name_prefix="check"
-    )
+    pool = _DaemonPool(min(max_workers, len(tasks)))
     try:
         futures: dict[Future[CheckResult | Iterable[CheckResult]], int] = {
-            pool.submit(execute, i): i for i in range(len(tasks))
+            pool.submit(lambda i=i: execute(i)): i for i in range(len(tasks))
         }
         pending = set(futures)
         while pending:
@@ -343,9 +393,10 @@ def run_checks(
             now = time.monotonic()
             for future in list(pending):
                 index = futures[future]
-                if index in started and now - started[index] > timeout:
+                if index in started and index not in finished and now - started[index] > timeout:
                     pending.discard(future)
                     outcome[index] = [_timeout_result(tasks[index], timeout)]
+                    pool.replace_worker()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown()
     return [result for i in range(len(tasks)) for result in outcome.get(i, [])]
