@@ -194,13 +194,15 @@ def _health_target(host: Host, backend: str) -> str:
     return host_port(host.address, port_of(host, BACKENDS[backend]))
 
 
-def _not_up_fix(host: Host, servers: list[Server], targets: dict[str, str]) -> list[str]:
+def _not_up_fix(
+    host: Host, servers: list[Server], targets: dict[tuple[str, str], str]
+) -> list[str]:
     """Fix sentences for servers that are in the backend but not UP, by what is wrong."""
     fixes = []
     down = [s for s in servers if s.state == "DOWN"]
     if down:
         units = sorted({UNITS[BACKENDS[s.backend]] for s in down if s.backend in BACKENDS})
-        named = sorted({f"{s.name} ({targets.get(s.name, '?')})" for s in down})
+        named = sorted({f"{s.name} ({targets.get((s.backend, s.name), '?')})" for s in down})
         where = "that host" if len(named) == 1 else "each of them"
         fixes.append(
             f"HAProxy's health check fails for {', '.join(named)}: on {where}, systemctl status "
@@ -246,13 +248,13 @@ def haproxy_backends(topology: Topology, host: Host, ctx: CheckContext) -> Check
     problems: list[str] = []
     incomplete = False
     not_up: list[Server] = []
-    targets: dict[str, str] = {}
+    targets: dict[tuple[str, str], str] = {}
     for backend, group in BACKENDS.items():
         members = topology.component(group)
         if not members:
             continue  # that component is not deployed: HAProxy need not serve it
         expected = [h.name for h in members]
-        targets.update({h.name: _health_target(h, backend) for h in members})
+        targets.update({(backend, h.name): _health_target(h, backend) for h in members})
         present = by_backend.get(backend)
         if present is None:
             problems.append(f"no backend {backend}")
@@ -269,7 +271,7 @@ def haproxy_backends(topology: Topology, host: Host, ctx: CheckContext) -> Check
             problems.append(f"{backend} lacks {', '.join(missing)}")
             incomplete = True
         if down:
-            described = "; ".join(s.describe(targets.get(s.name, "")) for s in down)
+            described = "; ".join(s.describe(targets.get((backend, s.name), "")) for s in down)
             problems.append(f"{backend}: {described}")
             not_up.extend(down)
     if not summary:
