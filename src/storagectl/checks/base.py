@@ -39,6 +39,7 @@ __all__ = [
     "host_check",
     "parallel_map",
     "run_checks",
+    "unit_fix",
 ]
 
 DEFAULT_TIMEOUT = 20.0
@@ -177,6 +178,15 @@ def _raiser(exc: BaseException) -> Callable[[], CheckResult]:
         raise exc
 
     return run
+
+
+def unit_fix(host: Host, unit: str, reason: str = "", *, what: str = "") -> str:
+    """A fix sentence pointing at ``unit``'s status and journal on ``host``, after ``reason``
+    when there is one (``what`` names the service in the bare form: "Look at Redis on ...")."""
+    look = f"on {host.name}: systemctl status {unit}; journalctl -u {unit} -n 100."
+    if not reason:
+        return f"Look at {what} {look}" if what else f"Look {look}"
+    return f"{reason[0].upper()}{reason[1:]}; look {look}"
 
 
 def cluster_check(

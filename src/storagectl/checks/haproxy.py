@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import requests
 
-from storagectl.checks.base import CheckContext, CheckResult, host_check
+from storagectl.checks.base import CheckContext, CheckResult, host_check, unit_fix
 from storagectl.checks.seaweedfs import (
     FILER,
     S3,
@@ -100,10 +100,7 @@ def _s3_frontend(topology: Topology, host: Host) -> str:
 
 
 def _journal_fix(host: Host, reason: str = "") -> str:
-    look = f"on {host.name}: systemctl status {UNIT}; journalctl -u {UNIT} -n 100."
-    if not reason:
-        return f"Look {look}"
-    return f"{reason[0].upper()}{reason[1:]}; look {look}"
+    return unit_fix(host, UNIT, reason)
 
 
 # --- 1. every filer and S3 gateway is an UP server of its backend ----------------------------

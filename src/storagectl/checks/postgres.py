@@ -53,6 +53,7 @@ from storagectl.checks.base import (
     cluster_check,
     host_check,
     parallel_map,
+    unit_fix,
 )
 from storagectl.checks.haproxy import HAPROXY, frontend_address
 from storagectl.checks.seaweedfs import (
@@ -117,10 +118,7 @@ def size(n: float) -> str:
 
 
 def _patroni_fix(host: Host, reason: str = "") -> str:
-    look = f"on {host.name}: systemctl status {PATRONI_UNIT}; journalctl -u {PATRONI_UNIT} -n 100."
-    if not reason:
-        return f"Look {look}"
-    return f"{reason[0].upper()}{reason[1:]}; look {look}"
+    return unit_fix(host, PATRONI_UNIT, reason)
 
 
 def _etcd_hosts(topology: Topology) -> str:

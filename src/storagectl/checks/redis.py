@@ -19,7 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from storagectl.checks.base import CheckContext, CheckResult, host_check
+from storagectl.checks.base import CheckContext, CheckResult, host_check, unit_fix
 from storagectl.checks.seaweedfs import host_port
 from storagectl.inventory import Host, Topology
 
@@ -60,10 +60,7 @@ def metadata_host(topology: Topology) -> Host | None:
 
 def redis_fix(host: Host, reason: str = "") -> str:
     """A fix sentence pointing at Redis on ``host`` (status, journal)."""
-    look = f"on {host.name}: systemctl status {REDIS_UNIT}; journalctl -u {REDIS_UNIT} -n 100."
-    if not reason:
-        return f"Look at Redis {look}"
-    return f"{reason[0].upper()}{reason[1:]}; look {look}"
+    return unit_fix(host, REDIS_UNIT, reason, what="Redis")
 
 
 def _scrub(text: str, secret: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import requests
 
-from storagectl.checks.base import CheckContext, CheckResult, host_check
+from storagectl.checks.base import CheckContext, CheckResult, host_check, unit_fix
 from storagectl.checks.seaweedfs import host_port, http_error, http_session, s3_transfer
 from storagectl.inventory import Host, Topology
 
@@ -36,10 +36,7 @@ def _ready_url(topology: Topology, host: Host) -> str:
 
 
 def rustfs_fix(host: Host, reason: str = "") -> str:
-    look = f"on {host.name}: systemctl status {RUSTFS_UNIT}; journalctl -u {RUSTFS_UNIT} -n 100."
-    if not reason:
-        return f"Look {look}"
-    return f"{reason[0].upper()}{reason[1:]}; look {look}"
+    return unit_fix(host, RUSTFS_UNIT, reason)
 
 
 @host_check("rustfs ready", COMPONENT, group=RUSTFS, endpoint=_ready_url)

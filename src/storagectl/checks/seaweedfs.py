@@ -52,6 +52,7 @@ from storagectl.checks.base import (
     cluster_check,
     host_check,
     parallel_map,
+    unit_fix,
 )
 from storagectl.inventory import Host, Topology
 
@@ -99,11 +100,7 @@ def base_url(host: Host, component: str) -> str:
 
 def _journal_fix(host: Host, component: str, reason: str = "") -> str:
     """A fix sentence pointing at the unit's status and journal on ``host``."""
-    unit = UNITS[component]
-    look = f"on {host.name}: systemctl status {unit}; journalctl -u {unit} -n 100."
-    if not reason:
-        return f"Look {look}"
-    return f"{reason[0].upper()}{reason[1:]}; look {look}"
+    return unit_fix(host, UNITS[component], reason)
 
 
 def http_error(exc: requests.RequestException) -> str:
