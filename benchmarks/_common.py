@@ -6,9 +6,12 @@ own directory first on ``sys.path``).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from storagectl import remote
 from storagectl.inventory import Host, Topology, load_topology
@@ -44,3 +47,32 @@ def fail(message: str) -> int:
     """Print ``message`` on stderr; return exit code 1."""
     print(f"error: {message}", file=sys.stderr)
     return 1
+
+
+def finish(
+    benchmark: str,
+    rounds: Sequence[Any],
+    stopped: str,
+    summary: dict[str, Any],
+    *,
+    as_json: bool,
+    round_document: Callable[[Any], dict[str, Any]],
+    summary_line: Callable[[dict[str, Any]], str],
+) -> int:
+    """Print a round-based benchmark's result (JSON document or summary line); its exit code:
+    1 when it stopped early or a round did not recover, else 0."""
+    ok = not stopped and all(r.ok for r in rounds)
+    if as_json:
+        document = {
+            "benchmark": benchmark,
+            "ok": ok,
+            "stopped": stopped,
+            **summary,
+            "round_results": [round_document(r) for r in rounds],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        if stopped:
+            print(f"stopped early: {stopped}", file=sys.stderr)
+        print(summary_line(summary))
+    return 0 if ok else 1

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -30,7 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import requests
-from _common import DEFAULT_INVENTORY, BenchmarkError, fail, load, run_on
+from _common import DEFAULT_INVENTORY, BenchmarkError, fail, finish, load, run_on
 
 from storagectl.checks.base import CheckContext, parallel_map
 from storagectl.checks.seaweedfs import (
@@ -320,21 +319,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds, stopped = run(args)
     except (BenchmarkError, InventoryError) as exc:
         return fail(str(exc))
-    summary = summarise(rounds)
-    if args.json:
-        document = {
-            "benchmark": "master failover",
-            "ok": not stopped and all(r.ok for r in rounds),
-            "stopped": stopped,
-            **summary,
-            "round_results": [round_document(r) for r in rounds],
-        }
-        print(json.dumps(document, indent=2))
-    else:
-        if stopped:
-            print(f"stopped early: {stopped}", file=sys.stderr)
-        print(summary_line(summary))
-    return 1 if stopped or not all(r.ok for r in rounds) else 0
+    return finish(
+        "master failover",
+        rounds,
+        stopped,
+        summarise(rounds),
+        as_json=args.json,
+        round_document=round_document,
+        summary_line=summary_line,
+    )
 
 
 if __name__ == "__main__":
