@@ -7,9 +7,11 @@ own directory first on ``sys.path``).
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,22 @@ def finish(
             print(f"stopped early: {stopped}", file=sys.stderr)
         print(summary_line(summary))
     return 0 if ok else 1
+
+
+def summarise_first_writes(rounds: Sequence[Any], target_s: float) -> dict[str, Any]:
+    """Median and max ``first_write_s`` over the rounds that recovered (``ok``)."""
+    times = [r.first_write_s for r in rounds if r.ok and r.first_write_s is not None]
+    return {
+        "rounds": len(rounds),
+        "recovered": len(times),
+        "median_first_write_s": round(statistics.median(times), 3) if times else None,
+        "max_first_write_s": round(max(times), 3) if times else None,
+        "target_s": target_s,
+    }
+
+
+def round_document(result: Any) -> dict[str, Any]:
+    """One round (a dataclass with ``ok``) for ``--json``: its fields, seconds to the
+    millisecond, and ``ok``."""
+    fields = {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(result).items()}
+    return {**fields, "ok": result.ok}

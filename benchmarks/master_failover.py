@@ -21,15 +21,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import requests
-from _common import DEFAULT_INVENTORY, BenchmarkError, fail, finish, load, run_on
+from _common import (
+    DEFAULT_INVENTORY,
+    BenchmarkError,
+    fail,
+    finish,
+    load,
+    round_document,
+    run_on,
+    summarise_first_writes,
+)
 
 from storagectl.checks.base import CheckContext, parallel_map
 from storagectl.checks.seaweedfs import (
@@ -129,20 +137,7 @@ def round_line(result: Round) -> str:
 
 def summarise(rounds: Sequence[Round]) -> dict[str, Any]:
     """Median and max time to the first write over the rounds that recovered."""
-    times = [r.first_write_s for r in rounds if r.ok and r.first_write_s is not None]
-    return {
-        "rounds": len(rounds),
-        "recovered": len(times),
-        "median_first_write_s": round(statistics.median(times), 3) if times else None,
-        "max_first_write_s": round(max(times), 3) if times else None,
-        "target_s": TARGET_SECONDS,
-    }
-
-
-def round_document(result: Round) -> dict[str, Any]:
-    """One round for ``--json``: its fields (seconds to the millisecond) and ``ok``."""
-    fields = {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(result).items()}
-    return {**fields, "ok": result.ok}
+    return summarise_first_writes(rounds, TARGET_SECONDS)
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
