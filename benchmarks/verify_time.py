@@ -6,10 +6,12 @@ slowest check.
 Runs ``storagectl verify -i INVENTORY --format json`` ``--runs`` times (1-20, default 5) from the
 project root, one after the other. For each run it prints the wall time (measured around the
 process), the slowest single check (the largest ``checks[].duration`` of the JSON document, with
-its name and host) and the ratio wall / slowest: checks run concurrently, so a ratio near 1 means
-the run costs no more than its slowest probe, and a larger one points at serialisation (a full
-pool, slow inventory loading). Then one summary line; the targets are a median wall time of at
-most 3 s and a median ratio of at most 1.3.
+its name and host), the ratio wall / slowest and the time spent outside the check phase (the
+wall time minus verify's own ``summary.wall``: interpreter start, imports, loading the inventory
+through Ansible, the report, exit). Checks run concurrently, so a ratio near 1 means the run
+costs no more than its slowest probe; a larger one points at serialisation (a full pool) or at
+the fixed start-up cost. Then one summary line; the targets are a median wall time of at most
+3 s and a median ratio of at most 1.3.
 
 Read-only: verify writes and deletes its own small test objects, nothing else. Exits 1 when a run
 did not produce a JSON document or a check failed (the figures of a failing cluster say little).
@@ -49,6 +51,7 @@ class Run:
     wall_s: float
     slowest_s: float | None = None
     slowest_check: str = ""
+    checks_wall_s: float | None = None
     passed: int = 0
     failed: int = 0
     error: str = ""
@@ -56,6 +59,13 @@ class Run:
     @property
     def ok(self) -> bool:
         return not self.error and self.rc == 0 and self.slowest_s is not None
+
+    @property
+    def outside_s(self) -> float | None:
+        """Wall time outside verify's check phase (None when the document has no summary.wall)."""
+        if self.checks_wall_s is None:
+            return None
+        return max(0.0, self.wall_s - self.checks_wall_s)
 
     @property
     def ratio(self) -> float | None:
@@ -85,6 +95,8 @@ def parse_document(number: int, rc: int, wall_s: float, stdout: str) -> Run:
     summary = document.get("summary") or {}
     run.passed = int(summary.get("passed", 0))
     run.failed = int(summary.get("failed", 0))
+    if isinstance(summary.get("wall"), int | float):
+        run.checks_wall_s = float(summary["wall"])
     checks = [c for c in document.get("checks") or [] if isinstance(c, Mapping)]
     if checks:
         worst = max(checks, key=lambda c: float(c.get("duration") or 0.0))
@@ -97,12 +109,15 @@ def parse_document(number: int, rc: int, wall_s: float, stdout: str) -> Run:
 
 
 def run_line(run: Run) -> str:
-    """``run N: X.XX s wall, slowest check Y.YY s (<check> <host>), ratio Z.ZZ``."""
+    """``run N: X.XX s wall, slowest check Y.YY s (<check> <host>), ratio Z.ZZ[, O.OO s outside
+    the checks]``."""
     head = f"run {run.number}: {run.wall_s:.2f} s wall"
     if run.slowest_s is None:
         return f"{head}, {run.error or 'no checks'}"
     ratio = f"{run.ratio:.2f}" if run.ratio is not None else "n/a"
     line = f"{head}, slowest check {run.slowest_s:.2f} s ({run.slowest_check}), ratio {ratio}"
+    if run.outside_s is not None:
+        line += f", {run.outside_s:.2f} s outside the checks"
     if run.error or run.failed or run.rc:
         line += f" [rc={run.rc}, {run.failed} failed{', ' + run.error if run.error else ''}]"
     return line
@@ -123,6 +138,7 @@ def summarise(runs: Sequence[Run]) -> dict[str, Any]:
         "median_wall_s": median([r.wall_s for r in measured]),
         "median_slowest_s": median([r.slowest_s for r in measured if r.slowest_s is not None]),
         "median_ratio": median(ratios),
+        "median_outside_s": median([r.outside_s for r in measured if r.outside_s is not None]),
         "target_wall_s": TARGET_WALL_S,
         "target_ratio": TARGET_RATIO,
     }
@@ -135,7 +151,10 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         return f"verify: no run produced checks over {summary['runs']} runs {targets}"
     ratio = summary["median_ratio"]
     failed = summary["runs"] - summary["ok"]
-    extra = f", {failed} of {summary['runs']} runs not green" if failed else ""
+    outside = summary.get("median_outside_s")
+    extra = f", {outside:.2f} s outside the checks" if outside is not None else ""
+    if failed:
+        extra += f", {failed} of {summary['runs']} runs not green"
     return (
         f"verify: median {summary['median_wall_s']:.2f} s wall, slowest check median "
         f"{summary['median_slowest_s']:.2f} s, ratio "

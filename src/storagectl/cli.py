@@ -21,11 +21,13 @@ line on stderr and an exit code; never a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -360,6 +362,20 @@ def _storage(topology: Topology, results: list[Any]) -> dict[str, Any]:
     return report.storage_block(results, juicefs_volume=volume, rustfs_hosts=rustfs)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: importing the check modules and Ansible creates
+    hundreds of thousands of objects and no garbage worth a collection, and the full collections
+    they trigger are time before the first check starts."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Load the topology, run every applicable check, print the report."""
     from storagectl import report
@@ -367,14 +383,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from storagectl.inventory import InventoryError
 
     inventories = _inventories(args)
-    try:
-        checks = all_checks(args.component or None)
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0])) from None
-    try:
-        topology = _load_topology(args, inventories)
-    except InventoryError as exc:
-        return _verify_error(args, str(exc), RC.INVALID_INVENTORY)
+    with _collector_paused():
+        try:
+            checks = all_checks(args.component or None)
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0])) from None
+        try:
+            topology = _load_topology(args, inventories)
+        except InventoryError as exc:
+            return _verify_error(args, str(exc), RC.INVALID_INVENTORY)
     start = time.monotonic()
     results = run_checks(topology, checks, timeout=args.timeout)
     elapsed = time.monotonic() - start
@@ -640,5 +657,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return RC.INTERNAL_ERROR
 
 
+def run() -> NoReturn:
+    """The ``storagectl`` console script: :func:`main`, then exit with its code."""
+    code = main()
+    # The process ends here and the OS frees its memory: freezing the collector spares the
+    # interpreter's final collection, which walks every object Ansible and botocore created (about
+    # 0.35 s of a 2 s verify, measured). Atexit handlers (Ansible's temporary files) still run.
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -374,12 +375,18 @@ def test_juicefs_bench_table_is_parsed_and_shown_side_by_side() -> None:
 verify_time = _import("verify_time")
 
 
-def _verify_document(*durations: float, failed: int = 0) -> str:
+def _verify_document(*durations: float, failed: int = 0, wall: float | None = None) -> str:
     checks = [
         {"name": f"check {i}", "component": "demo", "ok": True, "duration": d, "host": f"h{i}"}
         for i, d in enumerate(durations)
     ]
-    summary = {"total": len(checks), "passed": len(checks) - failed, "failed": failed}
+    summary: dict[str, Any] = {
+        "total": len(checks),
+        "passed": len(checks) - failed,
+        "failed": failed,
+    }
+    if wall is not None:
+        summary["wall"] = wall
     return json.dumps({"ok": not failed, "summary": summary, "checks": checks, "storage": {}})
 
 
@@ -390,6 +397,9 @@ def test_verify_document_gives_the_slowest_check_and_ratio() -> None:
     assert verify_time.run_line(run) == (
         "run 1: 2.60 s wall, slowest check 2.00 s (check 1 h1), ratio 1.30"
     )
+    timed = verify_time.parse_document(1, 0, 2.6, _verify_document(0.2, 2.0, 0.5, wall=2.1))
+    assert timed.outside_s == pytest.approx(0.5)
+    assert verify_time.run_line(timed).endswith("ratio 1.30, 0.50 s outside the checks")
     red = verify_time.parse_document(2, 1, 1.0, _verify_document(0.5, failed=1))
     assert not red.ok
     assert verify_time.run_line(red).endswith("[rc=1, 1 failed]")
@@ -423,6 +433,14 @@ def test_verify_summary_line() -> None:
     broken = [verify_time.parse_document(1, 70, 0.3, "")]
     assert verify_time.summary_line(verify_time.summarise(broken)) == (
         "verify: no run produced checks over 1 runs (targets: <= 3 s, <= 1.3x)"
+    )
+    timed = [
+        verify_time.parse_document(n, 0, wall, _verify_document(1.0, wall=1.1))
+        for n, wall in enumerate([1.4, 1.5, 1.3], start=1)
+    ]
+    assert verify_time.summary_line(verify_time.summarise(timed)) == (
+        "verify: median 1.40 s wall, slowest check median 1.00 s, ratio 1.40, "
+        "0.30 s outside the checks (targets: <= 3 s, <= 1.3x)"
     )
     mixed = verify_time.summarise([*runs, *broken])
     assert "1 of 4 runs not green" in verify_time.summary_line(mixed)

@@ -166,6 +166,19 @@ def test_registry_discovers_component_modules() -> None:
         all_checks(["nope"])
 
 
+def test_registry_leaves_the_client_libraries_to_the_checks() -> None:
+    """Loading every check module imports no S3, PostgreSQL or Redis client: those cost about a
+    quarter of a second and are imported inside the checks that use them."""
+    script = (
+        "import sys; from storagectl.checks import registry; registry(); "
+        "print(' '.join(m for m in ('boto3', 'botocore', 'psycopg', 'redis') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ""
+
+
 def test_result_to_dict() -> None:
     result = CheckResult("n", "c", False, "d", fix="f", endpoint="e", duration=1.23456, host="h")
     assert result.to_dict() == {

@@ -41,10 +41,9 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import psycopg
 import requests
 
 from storagectl.checks.base import (
@@ -67,6 +66,12 @@ from storagectl.checks.seaweedfs import (
     http_session,
 )
 from storagectl.inventory import Host, Topology
+
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg is imported where a check connects, not here: every verify imports this module, and
+# loading libpq's bindings at start-up delayed the first check of every run.
 
 COMPONENT = "postgres"
 
@@ -640,6 +645,8 @@ def listener(topology: Topology, lb: Host, port_var: str) -> Database:
 def connect(db: Database, timeout: float) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to ``db``; ``timeout`` bounds the connect (libpq: at least 2 s)
     and every statement."""
+    import psycopg
+
     seconds = max(2, round(timeout))
     with psycopg.connect(
         host=db.host,
@@ -658,6 +665,8 @@ def connect(db: Database, timeout: float) -> Iterator[psycopg.Connection[Any]]:
 def server_role(db: Database, timeout: float) -> tuple[bool, str, int | None]:
     """``(pg_is_in_recovery(), inet_server_addr(), inet_server_port())`` of what answers at
     ``db`` (``psycopg.Error`` when nothing does)."""
+    import psycopg
+
     with connect(db, timeout) as conn:
         row = conn.execute(
             "SELECT pg_is_in_recovery(), host(inet_server_addr()), inet_server_port()"
@@ -734,6 +743,8 @@ def _endpoint_check(
             fix="Set seaweedfs_filer_db_password in the inventory (vault), as the roles need it.",
             endpoint=db.url,
         )
+    import psycopg
+
     start = time.monotonic()
     try:
         in_recovery, address, port = server_role(db, ctx.http_timeout[0])
@@ -908,6 +919,8 @@ def filer_metadata_in_postgres(
     found = _Lookup()
 
     def look() -> None:
+        import psycopg
+
         try:
             found.rows, found.directories = lookup_entry(db, file_name, ctx.http_timeout[0])
         except psycopg.Error as exc:

@@ -13,15 +13,17 @@ The password is never part of a detail, fix or endpoint.
 
 from __future__ import annotations
 
-from typing import Any
-
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from typing import TYPE_CHECKING, Any
 
 from storagectl.checks.base import CheckContext, CheckResult, host_check, unit_fix
 from storagectl.checks.seaweedfs import host_port
 from storagectl.inventory import Host, Topology
+
+if TYPE_CHECKING:
+    import redis
+
+# The redis client is imported by the check that uses it, not here: every verify (and the JuiceFS
+# checks, which only need this module's names) imports this module.
 
 COMPONENT = "redis"
 
@@ -79,6 +81,10 @@ def _info(client: redis.Redis, section: str) -> dict[str, Any]:
 @host_check("redis reachable", COMPONENT, group=REDIS, endpoint=_endpoint)
 def redis_reachable(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
     """Redis answers PING with the inventory's password, evicts nothing and keeps an AOF."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     password = redis_password(host)
     connect, read = ctx.http_timeout
     client = redis.Redis(

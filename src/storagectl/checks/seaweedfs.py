@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
 import time
 import uuid
 from collections import Counter
@@ -41,10 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import requests
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from storagectl.checks.base import (
     CheckContext,
@@ -1107,8 +1105,20 @@ def _s3_url(topology: Topology, host: Host) -> str:
     return base_url(host, S3)
 
 
+#: One boto3 session for every S3 client of the process, created on first use: a session loads
+#: the S3 service model (~0.1 s of CPU), so one session per client made verify's S3 checks slow
+#: each other down. Sessions are not thread-safe, clients are: clients are created under the lock.
+_S3_SESSION: list[Any] = []
+_S3_SESSION_LOCK = threading.Lock()
+
+
 def s3_client(endpoint: str, access_key: str, secret_key: str, ctx: CheckContext) -> Any:
     """A boto3 S3 client for one gateway: path-style, short timeouts, few retries."""
+    # boto3 is imported on first use, inside a check, so a verify without S3 endpoints (and the
+    # start of every verify) does not pay for it.
+    import boto3
+    from botocore.config import Config
+
     connect, read = ctx.http_timeout
     config = Config(
         s3={"addressing_style": "path"},
@@ -1118,15 +1128,17 @@ def s3_client(endpoint: str, access_key: str, secret_key: str, ctx: CheckContext
         user_agent_extra=USER_AGENT,
         signature_version="s3v4",
     )
-    session = boto3.session.Session()
-    return session.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=S3_REGION,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        config=config,
-    )
+    with _S3_SESSION_LOCK:
+        if not _S3_SESSION:
+            _S3_SESSION.append(boto3.session.Session())
+        return _S3_SESSION[0].client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=S3_REGION,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=config,
+        )
 
 
 _AUTH_ERRORS = frozenset(
@@ -1136,6 +1148,8 @@ _AUTH_ERRORS = frozenset(
 
 def _create_verify_bucket(client: Any) -> None:
     """Create the verify bucket; another check creating it at the same moment is fine."""
+    from botocore.exceptions import ClientError
+
     try:
         client.create_bucket(Bucket=VERIFY_BUCKET)
     except ClientError as exc:
@@ -1179,6 +1193,8 @@ def s3_transfer(
             fix=f"Set {access_var} and {secret_var} in the inventory (vault).",
         )
     client = s3_client(endpoint, access_key, secret_key, ctx)
+    from botocore.exceptions import BotoCoreError, ClientError  # loaded by s3_client
+
     key = f"{uuid.uuid4().hex}.bin"
     data = _payload()
     timings: dict[str, float] = {}

@@ -266,7 +266,11 @@ def _role_defaults(loader: DataLoader, roles_dir: Path) -> dict[str, Any]:
             continue
         for found in loader.find_vars_files(str(defaults_dir), "main", allow_dir=True):
             try:
-                data = loader.load_from_file(found, trusted_as_template=True)
+                # Parsed fresh and used once, never modified: Ansible's file cache and its
+                # defensive deep copy would only cost time on every verify.
+                data = loader.load_from_file(
+                    found, cache="none", unsafe=True, trusted_as_template=True
+                )
             except AnsibleError as exc:
                 raise InventoryError(f"role defaults {found}: {_first_line(exc)}") from exc
             if data is None:
