@@ -68,6 +68,13 @@ class Run:
         return max(0.0, self.wall_s - self.checks_wall_s)
 
     @property
+    def checks_ratio(self) -> float | None:
+        """verify's check phase / slowest check: how well the checks overlap, start-up aside."""
+        if not self.slowest_s or self.checks_wall_s is None:
+            return None
+        return self.checks_wall_s / self.slowest_s
+
+    @property
     def ratio(self) -> float | None:
         """wall / slowest check (None without a slowest check or when it took no time)."""
         if not self.slowest_s:
@@ -110,14 +117,17 @@ def parse_document(number: int, rc: int, wall_s: float, stdout: str) -> Run:
 
 def run_line(run: Run) -> str:
     """``run N: X.XX s wall, slowest check Y.YY s (<check> <host>), ratio Z.ZZ[, O.OO s outside
-    the checks]``."""
+    the checks (checks alone: ratio C.CC)]``."""
     head = f"run {run.number}: {run.wall_s:.2f} s wall"
     if run.slowest_s is None:
         return f"{head}, {run.error or 'no checks'}"
     ratio = f"{run.ratio:.2f}" if run.ratio is not None else "n/a"
     line = f"{head}, slowest check {run.slowest_s:.2f} s ({run.slowest_check}), ratio {ratio}"
-    if run.outside_s is not None:
-        line += f", {run.outside_s:.2f} s outside the checks"
+    if run.outside_s is not None and run.checks_ratio is not None:
+        line += (
+            f", {run.outside_s:.2f} s outside the checks (checks alone: ratio "
+            f"{run.checks_ratio:.2f})"
+        )
     if run.error or run.failed or run.rc:
         line += f" [rc={run.rc}, {run.failed} failed{', ' + run.error if run.error else ''}]"
     return line
@@ -139,6 +149,9 @@ def summarise(runs: Sequence[Run]) -> dict[str, Any]:
         "median_slowest_s": median([r.slowest_s for r in measured if r.slowest_s is not None]),
         "median_ratio": median(ratios),
         "median_outside_s": median([r.outside_s for r in measured if r.outside_s is not None]),
+        "median_checks_ratio": median(
+            [r.checks_ratio for r in measured if r.checks_ratio is not None]
+        ),
         "target_wall_s": TARGET_WALL_S,
         "target_ratio": TARGET_RATIO,
     }
@@ -152,7 +165,10 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     ratio = summary["median_ratio"]
     failed = summary["runs"] - summary["ok"]
     outside = summary.get("median_outside_s")
-    extra = f", {outside:.2f} s outside the checks" if outside is not None else ""
+    alone = summary.get("median_checks_ratio")
+    extra = ""
+    if outside is not None and alone is not None:
+        extra = f", {outside:.2f} s outside the checks (checks alone: ratio {alone:.2f})"
     if failed:
         extra += f", {failed} of {summary['runs']} runs not green"
     return (
