@@ -21,6 +21,7 @@ on stdout and keeps retrying (no answer) while Redis is down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import socket
@@ -315,14 +316,19 @@ def _fail(name: str, detail: str, fix: str, endpoint: str = "") -> CheckResult:
 @cluster_check("juicefs shared data", COMPONENT, requires=(CLIENT,))
 def juicefs_shared_data(topology: Topology, ctx: CheckContext) -> CheckResult:
     """A random file written on one client's mount reads back byte-identical (sha256) on
-    another client within a few seconds; then it is deleted."""
+    another client within a few seconds, which then deletes it."""
     clients = topology.component(CLIENT)
     writer = clients[0]
     reader = clients[1] if len(clients) > 1 else writer
     name = f"{uuid.uuid4().hex}.bin"
     written = _verify_path(writer, name)
     seconds = _step_timeout(ctx, 0.25)
-    endpoint = f"{writer.name}:{written}"
+    mountpoint = str(_var(writer, "juicefs_mountpoint"))
+    endpoint = (
+        f"{writer.name}:{mountpoint} -> {reader.name}:{_var(reader, 'juicefs_mountpoint')}"
+        if reader is not writer
+        else f"{writer.name}:{mountpoint}"
+    )
     write = 'mkdir -p "$(dirname "$1")" && head -c "$2" /dev/urandom > "$1" && sha256sum "$1"'
     try:
         result = remote.run_shell(
@@ -343,35 +349,26 @@ def juicefs_shared_data(topology: Topology, ctx: CheckContext) -> CheckResult:
         )
     expected = result.stdout.split(" ", 1)[0].strip()
     try:
-        got = _read_back(reader, _verify_path(reader, name), expected)
+        got, deleted = _read_back_and_delete(reader, _verify_path(reader, name), expected)
     except remote.RemoteError as exc:
-        got = f"error: {exc}"
-    finally:
-        try:
-            removed = remote.run_shell(
-                writer,
-                _bounded(seconds, f"rm -f {shlex.quote(written)}"),
-                timeout=seconds + 2,
-                what=f"rm {written}",
-            )
-            deleted = removed.returncode == 0
-        except remote.RemoteError:
-            deleted = False
+        got, deleted = f"error: {exc}", False
     size = f"{PAYLOAD_BYTES // 1024} KiB"
     if got != expected:
+        _remove_quietly(writer, written, seconds)  # the reader did not see it: clean up here
         shown = got if got.startswith("error") else f"sha256 {got[:12] or 'none'}"
         return _fail(
             "juicefs shared data",
             f"{size} written on {writer.name} (sha256 {expected[:12]}) read on {reader.name} "
-            f"within {VISIBLE_WITHIN:g} s: {shown}",
+            f"within {VISIBLE_WITHIN:g} s: {shown} ({written})",
             _data_fix(topology, reader, "the clients do not see the same data"),
             endpoint,
         )
     if not deleted:
+        _remove_quietly(writer, written, seconds)
         return _fail(
             "juicefs shared data",
-            f"read back identical on {reader.name} but deleting {written} on {writer.name} failed",
-            _data_fix(topology, writer, "the mount cannot delete"),
+            f"read back identical on {reader.name} but deleting {name} there failed",
+            _data_fix(topology, reader, "the mount cannot delete"),
             endpoint,
         )
     on = f"on {reader.name}" if reader is not writer else "on the same client (only one client)"
@@ -384,14 +381,15 @@ def juicefs_shared_data(topology: Topology, ctx: CheckContext) -> CheckResult:
     )
 
 
-def _read_back(host: Host, path: str, expected: str) -> str:
-    """The sha256 of ``path`` on ``host`` once it equals ``expected``, or the last one seen
-    after VISIBLE_WITHIN seconds (the reader's attribute cache may lag by a second)."""
+def _read_back_and_delete(host: Host, path: str, expected: str) -> tuple[str, bool]:
+    """``(sha256, deleted)``: the sha256 of ``path`` on ``host`` once it equals ``expected`` (or
+    the last one seen after VISIBLE_WITHIN seconds: the reader's attribute cache may lag by a
+    second), and whether ``host`` then deleted the file. One ssh session for both."""
     tries = int(VISIBLE_WITHIN / 0.1)
     script = (
         'i=0; while :; do h=$(sha256sum "$1" 2>/dev/null | cut -d" " -f1); '
         '[ "$h" = "$2" ] && break; i=$((i + 1)); [ "$i" -ge "$3" ] && break; sleep 0.1; done; '
-        'echo "$h"'
+        'echo "$h"; [ "$h" = "$2" ] && rm -f "$1" && echo deleted; true'
     )
     result = remote.run_shell(
         host,
@@ -400,8 +398,20 @@ def _read_back(host: Host, path: str, expected: str) -> str:
         what=f"read {path}",
     )
     if result.returncode == 124:
-        return "error: the read gave no answer in time"
-    return result.stdout.strip()
+        return "error: the read gave no answer in time", False
+    lines = result.stdout.split()
+    return (lines[0] if lines else ""), lines[1:2] == ["deleted"]
+
+
+def _remove_quietly(host: Host, path: str, seconds: float) -> None:
+    """Best effort: remove the verify file ``path`` on ``host`` (a failed check's leftover)."""
+    with contextlib.suppress(remote.RemoteError):
+        remote.run_shell(
+            host,
+            _bounded(seconds, f"rm -f {shlex.quote(path)}"),
+            timeout=seconds + 2,
+            what=f"rm {path}",
+        )
 
 
 # --- 3. the metadata engine lists the volume and every mount's session --------------------------
