@@ -6,6 +6,7 @@ own directory first on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -43,6 +44,29 @@ def run_on(
         return remote.run(host, *command, timeout=timeout, check=check)
     except remote.RemoteError as exc:
         raise BenchmarkError(str(exc)) from None
+
+
+def repeat_parser(
+    description: str, flag: str, *, default: int, maximum: int, what: str
+) -> argparse.ArgumentParser:
+    """The command line of a benchmark that repeats one measurement on the lab: ``-i INVENTORY``,
+    ``--<flag> N`` (a whole number from 1 to ``maximum``: every loop of the lab is bounded) and
+    ``--json``."""
+
+    def count(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {maximum}")
+        return number
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="inventory")
+    parser.add_argument(f"--{flag}", type=count, default=default, help=f"{what} (1-{maximum})")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser
 
 
 def fail(message: str) -> int:

@@ -29,11 +29,11 @@ from typing import Any
 
 import requests
 from _common import (
-    DEFAULT_INVENTORY,
     BenchmarkError,
     fail,
     finish,
     load,
+    repeat_parser,
     round_document,
     run_on,
     summarise_first_writes,
@@ -259,25 +259,10 @@ def rejoin(killed: Host, masters: Sequence[Host]) -> str:
 # --- command line ---------------------------------------------------------------------------
 
 
-def rounds_arg(value: str) -> int:
-    """``--rounds``: 1 to MAX_ROUNDS."""
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= MAX_ROUNDS:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_ROUNDS}")
-    return count
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="inventory")
-    parser.add_argument(
-        "--rounds", type=rounds_arg, default=3, help=f"failovers to time (1-{MAX_ROUNDS})"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    return parser.parse_args(argv)
+    return repeat_parser(
+        __doc__.splitlines()[0], "rounds", default=3, maximum=MAX_ROUNDS, what="failovers to time"
+    ).parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> tuple[list[Round], str]:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_INVENTORY, fail
+from _common import fail, repeat_parser
 
 from storagectl.paths import PROJECT_ROOT
 
@@ -178,17 +178,6 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     )
 
 
-def runs_arg(value: str) -> int:
-    """``--runs``: 1 to MAX_RUNS."""
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= MAX_RUNS:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_RUNS}")
-    return count
-
-
 # --- running verify -------------------------------------------------------------------------
 
 
@@ -224,13 +213,9 @@ def verify_once(number: int, inventory: str) -> Run:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-i", "--inventory", default=str(DEFAULT_INVENTORY), help="inventory")
-    parser.add_argument(
-        "--runs", type=runs_arg, default=5, help=f"verify runs to time (1-{MAX_RUNS})"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    return parser.parse_args(argv)
+    return repeat_parser(
+        __doc__.splitlines()[0], "runs", default=5, maximum=MAX_RUNS, what="verify runs to time"
+    ).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,12 +135,14 @@ def test_round_lines_and_summary() -> None:
 
 
 @pytest.mark.parametrize(("value", "ok"), [("1", True), ("10", True), ("0", False), ("11", False)])
-def test_rounds_are_bounded(value: str, ok: bool) -> None:
+def test_rounds_are_bounded(value: str, ok: bool, capsys: pytest.CaptureFixture[str]) -> None:
     if ok:
-        assert failover.rounds_arg(value) == int(value)
+        assert failover.parse_args(["--rounds", value]).rounds == int(value)
     else:
-        with pytest.raises(Exception, match="from 1 to 10"):
-            failover.rounds_arg(value)
+        with pytest.raises(SystemExit):
+            failover.parse_args(["--rounds", value])
+        assert "must be a whole number from 1 to 10" in capsys.readouterr().err
+    assert failover.parse_args([]).rounds == 3
 
 
 def test_ssh_uses_the_inventory_connection(ha_topology: Topology) -> None:
@@ -278,12 +280,13 @@ def test_pg_round_lines_and_summary() -> None:
 
 
 @pytest.mark.parametrize(("value", "ok"), [("1", True), ("5", True), ("0", False), ("6", False)])
-def test_pg_rounds_are_bounded(value: str, ok: bool) -> None:
+def test_pg_rounds_are_bounded(value: str, ok: bool, capsys: pytest.CaptureFixture[str]) -> None:
     if ok:
-        assert pg_failover.rounds_arg(value) == int(value)
+        assert pg_failover.parse_args(["--rounds", value]).rounds == int(value)
     else:
-        with pytest.raises(Exception, match="from 1 to 5"):
-            pg_failover.rounds_arg(value)
+        with pytest.raises(SystemExit):
+            pg_failover.parse_args(["--rounds", value])
+        assert "must be a whole number from 1 to 5" in capsys.readouterr().err
     assert pg_failover.parse_args([]).rounds == 1
 
 
@@ -450,10 +453,11 @@ def test_verify_summary_line() -> None:
 
 
 @pytest.mark.parametrize(("value", "ok"), [("1", True), ("20", True), ("0", False), ("21", False)])
-def test_verify_runs_are_bounded(value: str, ok: bool) -> None:
+def test_verify_runs_are_bounded(value: str, ok: bool, capsys: pytest.CaptureFixture[str]) -> None:
     if ok:
-        assert verify_time.runs_arg(value) == int(value)
+        assert verify_time.parse_args(["--runs", value]).runs == int(value)
     else:
-        with pytest.raises(Exception, match="from 1 to 20"):
-            verify_time.runs_arg(value)
+        with pytest.raises(SystemExit):
+            verify_time.parse_args(["--runs", value])
+        assert "must be a whole number from 1 to 20" in capsys.readouterr().err
     assert verify_time.parse_args([]).runs == 5
