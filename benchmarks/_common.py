@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from storagectl import remote
-from storagectl.inventory import Host, Topology, load_topology
+from storagectl.inventory import Host, InventoryError, Topology, load_topology
 from storagectl.paths import PROJECT_ROOT
 from storagectl.remote import SSH_OPTIONS, ssh_argv
 
@@ -102,6 +102,52 @@ def finish(
             print(f"stopped early: {stopped}", file=sys.stderr)
         print(summary_line(summary))
     return 0 if ok else 1
+
+
+def run_rounds(
+    count: int,
+    one_round: Callable[[int], tuple[Any, str]],
+    *,
+    as_json: bool,
+    round_line: Callable[[Any], str],
+) -> tuple[list[Any], str]:
+    """``one_round(number)`` for rounds 1..``count``; each returns (its result, the problem that
+    stops the benchmark, e.g. the killed member did not come back, or ""). Each round's line is
+    printed as it ends (unless ``as_json``). Returns (the rounds, why it stopped early or "")."""
+    rounds: list[Any] = []
+    for number in range(1, count + 1):
+        result, problem = one_round(number)
+        rounds.append(result)
+        if not as_json:
+            print(round_line(result), flush=True)
+        if problem:
+            return rounds, problem
+    return rounds, ""
+
+
+def benchmark_main(
+    name: str,
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], tuple[Sequence[Any], str]],
+    *,
+    summarise: Callable[[Sequence[Any]], dict[str, Any]],
+    summary_line: Callable[[dict[str, Any]], str],
+) -> int:
+    """A round-based benchmark's main: ``run(args)``, then :func:`finish`. A BenchmarkError or
+    InventoryError (the lab is not ready for it) is one line on stderr and exit code 1."""
+    try:
+        rounds, stopped = run(args)
+    except (BenchmarkError, InventoryError) as exc:
+        return fail(str(exc))
+    return finish(
+        name,
+        rounds,
+        stopped,
+        summarise(rounds),
+        as_json=args.json,
+        round_document=round_document,
+        summary_line=summary_line,
+    )
 
 
 def summarise_first_writes(rounds: Sequence[Any], target_s: float) -> dict[str, Any]:

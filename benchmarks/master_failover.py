@@ -30,12 +30,11 @@ from typing import Any
 import requests
 from _common import (
     BenchmarkError,
-    fail,
-    finish,
+    benchmark_main,
     load,
     repeat_parser,
-    round_document,
     run_on,
+    run_rounds,
     summarise_first_writes,
 )
 
@@ -50,7 +49,7 @@ from storagectl.checks.seaweedfs import (
     http_session,
     port_of,
 )
-from storagectl.inventory import Host, InventoryError, Topology
+from storagectl.inventory import Host, Topology
 
 MAX_ROUNDS = 10
 POLL_SECONDS = 0.05
@@ -275,9 +274,9 @@ def run(args: argparse.Namespace) -> tuple[list[Round], str]:
             "(storagectl lab up --topology ha)"
         )
     endpoints = master_endpoints(topology)
-    rounds: list[Round] = []
     with http_session() as session:
-        for number in range(1, args.rounds + 1):
+
+        def one_round(number: int) -> tuple[Round, str]:
             leader, killed = current_leader(masters, endpoints)
             try:
                 result = failover(
@@ -285,28 +284,14 @@ def run(args: argparse.Namespace) -> tuple[list[Round], str]:
                 )
             finally:
                 problem = rejoin(killed, masters)
-            rounds.append(result)
-            if not args.json:
-                print(round_line(result), flush=True)
-            if problem:
-                return rounds, problem
-    return rounds, ""
+            return result, problem
+
+        return run_rounds(args.rounds, one_round, as_json=args.json, round_line=round_line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        rounds, stopped = run(args)
-    except (BenchmarkError, InventoryError) as exc:
-        return fail(str(exc))
-    return finish(
-        "master failover",
-        rounds,
-        stopped,
-        summarise(rounds),
-        as_json=args.json,
-        round_document=round_document,
-        summary_line=summary_line,
+    return benchmark_main(
+        "master failover", parse_args(argv), run, summarise=summarise, summary_line=summary_line
     )
 
 

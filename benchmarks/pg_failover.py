@@ -48,12 +48,11 @@ import psycopg
 import requests
 from _common import (
     BenchmarkError,
-    fail,
-    finish,
+    benchmark_main,
     load,
     repeat_parser,
-    round_document,
     run_on,
+    run_rounds,
     summarise_first_writes,
 )
 
@@ -75,7 +74,7 @@ from storagectl.checks.postgres import (
     server_role,
 )
 from storagectl.checks.seaweedfs import http_session
-from storagectl.inventory import Host, InventoryError, Topology
+from storagectl.inventory import Host, Topology
 
 MAX_ROUNDS = 5
 POLL_SECONDS = 0.1
@@ -339,36 +338,22 @@ def run(args: argparse.Namespace) -> tuple[list[Round], str]:
     """Every round; (the rounds, why the benchmark stopped early or "")."""
     topology = load(args.inventory)
     members = preflight(topology, args.inventory)
-    rounds: list[Round] = []
-    for number in range(1, args.rounds + 1):
+
+    def one_round(number: int) -> tuple[Round, str]:
         with http_session() as session:
             leader, killed = current_leader(session, members)
         try:
             result = failover(number, leader, killed, topology=topology, members=members)
         finally:
             problem = restore(killed, leader.name, members)
-        rounds.append(result)
-        if not args.json:
-            print(round_line(result), flush=True)
-        if problem:
-            return rounds, problem
-    return rounds, ""
+        return result, problem
+
+    return run_rounds(args.rounds, one_round, as_json=args.json, round_line=round_line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        rounds, stopped = run(args)
-    except (BenchmarkError, InventoryError) as exc:
-        return fail(str(exc))
-    return finish(
-        "postgres failover",
-        rounds,
-        stopped,
-        summarise(rounds),
-        as_json=args.json,
-        round_document=round_document,
-        summary_line=summary_line,
+    return benchmark_main(
+        "postgres failover", parse_args(argv), run, summarise=summarise, summary_line=summary_line
     )
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 import requests
 import yaml
 from psycopg import sql
@@ -1401,6 +1402,121 @@ def start_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+SENTINEL_MASTER = "storagectl"
+
+
+@dataclass
+class SentinelGroup:
+    """Three Redis servers (the first the master, two replicas) and a Sentinel beside each, all
+    on loopback, set up as the redis role sets them up under Sentinel."""
+
+    servers: list[RedisServer]
+    sentinel_ports: list[int]
+    sentinels: list[subprocess.Popen[bytes]]
+    workdir: Path
+
+    def host_vars(self, index: int) -> dict[str, Any]:
+        return {
+            **self.servers[index].host_vars(),
+            "redis_sentinel_port": self.sentinel_ports[index],
+        }
+
+    def sentinel(self, index: int) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.sentinel_ports[index],
+            password=REDIS_PASSWORD,
+            decode_responses=True,
+            socket_timeout=2,
+        )
+
+    def master_port(self, index: int = 0) -> int | None:
+        """The master port the Sentinel ``index`` names (None when it names none)."""
+        with contextlib.suppress(Exception):
+            answer = self.sentinel(index).execute_command(
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER
+            )
+            return int(answer[1]) if answer else None
+        return None
+
+    def stop_sentinel(self, index: int) -> None:
+        stop_processes([self.sentinels[index]])
+
+    def stop(self) -> None:
+        stop_processes([*self.sentinels, *(s.process for s in self.servers)], grace=1.0)
+
+    def wait_until_known(self, deadline_s: float = 30.0) -> None:
+        """Until every Sentinel sees the two replicas and the two other Sentinels."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            views = []
+            for index in range(len(self.sentinels)):
+                with contextlib.suppress(Exception):
+                    raw = self.sentinel(index).execute_command(
+                        "SENTINEL", "MASTER", SENTINEL_MASTER
+                    )
+                    if not isinstance(raw, dict):
+                        raw = dict(zip(raw[0::2], raw[1::2], strict=False))
+                    views.append(raw)
+            if len(views) == len(self.sentinels) and all(
+                int(v.get("num-slaves", 0)) >= 2 and int(v.get("num-other-sentinels", 0)) >= 2
+                for v in views
+            ):
+                return
+            time.sleep(0.2)
+        pytest.fail("the Sentinels did not find each other and the replicas in time")
+
+
+def _sentinel_conf(port: int, master_port: int, workdir: Path) -> str:
+    return "\n".join(
+        [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {workdir}",
+            f"logfile {workdir / 'sentinel.log'}",
+            f"requirepass {REDIS_PASSWORD}",
+            f"sentinel sentinel-pass {REDIS_PASSWORD}",
+            f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 2",
+            f"sentinel auth-pass {SENTINEL_MASTER} {REDIS_PASSWORD}",
+            f"sentinel down-after-milliseconds {SENTINEL_MASTER} 1000",
+            f"sentinel failover-timeout {SENTINEL_MASTER} 5000",
+            "",
+        ]
+    )
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    """A Redis master, two replicas and three Sentinels (quorum 2) on loopback."""
+    masterauth = ("--masterauth", REDIS_PASSWORD)
+    master = start_redis_server(tmp_path / "r1", *masterauth)
+    servers = [master]
+    group = SentinelGroup(servers, [], [], tmp_path)
+    try:
+        for name in ("r2", "r3"):
+            replica_of = ("--replicaof", "127.0.0.1", str(master.port))
+            servers.append(start_redis_server(tmp_path / name, *masterauth, *replica_of))
+        group.sentinel_ports.extend(_free_ports(3))
+        for index, port in enumerate(group.sentinel_ports):
+            workdir = tmp_path / f"s{index + 1}"
+            workdir.mkdir()
+            conf = workdir / "sentinel.conf"
+            conf.write_text(_sentinel_conf(port, master.port, workdir))
+            process = subprocess.Popen(
+                [REDIS_SERVER, str(conf), "--sentinel"], cwd=workdir, start_new_session=True
+            )
+            group.sentinels.append(process)
+            deadline = time.monotonic() + 10
+            while not _listening("127.0.0.1", port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis sentinel did not start: {workdir / 'sentinel.log'}")
+                time.sleep(0.05)
+        group.wait_until_known()
+        yield group
+    finally:
+        group.stop()
 
 
 def find_juicefs() -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from storagectl.checks.redis import REDIS, SentinelView
 from storagectl.inventory import Topology
 from storagectl.lab import topology as topo
 from storagectl.lab.inventory import SSH_COMMON_ARGS, write_inventory
@@ -130,8 +131,8 @@ def test_round_lines_and_summary() -> None:
     summary = failover.summarise([good, lost])
     assert summary["recovered"] == 1
     assert "1 did not recover" in failover.summary_line(summary)
-    assert failover.round_document(good)["first_write_s"] == 1.234
-    assert failover.round_document(good)["ok"] is True
+    assert common.round_document(good)["first_write_s"] == 1.234
+    assert common.round_document(good)["ok"] is True
 
 
 @pytest.mark.parametrize(("value", "ok"), [("1", True), ("10", True), ("0", False), ("11", False)])
@@ -275,8 +276,8 @@ def test_pg_round_lines_and_summary() -> None:
     assert pg_failover.summary_line(none) == (
         "postgres failover: no round recovered over 1 rounds (target <= 15 s)"
     )
-    assert pg_failover.round_document(good)["primary_s"] == 12.345
-    assert pg_failover.round_document(lost)["ok"] is False
+    assert common.round_document(good)["primary_s"] == 12.345
+    assert common.round_document(lost)["ok"] is False
 
 
 @pytest.mark.parametrize(("value", "ok"), [("1", True), ("5", True), ("0", False), ("6", False)])
@@ -461,3 +462,42 @@ def test_verify_runs_are_bounded(value: str, ok: bool, capsys: pytest.CaptureFix
             verify_time.parse_args(["--runs", value])
         assert "must be a whole number from 1 to 20" in capsys.readouterr().err
     assert verify_time.parse_args([]).runs == 5
+
+
+# --- redis failover ---------------------------------------------------------------------------
+
+redis_failover = _import("redis_failover")
+
+
+def test_redis_master_is_the_one_every_sentinel_names(ha_topology: Topology) -> None:
+    hosts = ha_topology.component(REDIS)
+    assert [h.name for h in hosts] == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
+
+    def view(host_index: int, master: str, error: str = "") -> SentinelView:
+        return SentinelView(hosts[host_index], master=master, error=error)
+
+    agreed = [view(0, "10.213.0.12:6379"), view(1, "10.213.0.12:6379")]
+    assert redis_failover.agreed_master(agreed, hosts) == "lab-ha-2"
+    # A Sentinel that did not answer does not count; one that disagrees makes it unclear.
+    silent = [*agreed, view(2, "", error="Connection refused")]
+    assert redis_failover.agreed_master(silent, hosts) == "lab-ha-2"
+    assert redis_failover.agreed_master([*agreed, view(2, "10.213.0.11:6379")], hosts) is None
+    assert redis_failover.agreed_master([view(0, "10.9.9.9:6379")], hosts) is None
+
+
+def test_redis_round_and_summary_lines() -> None:
+    good = redis_failover.Round(1, "lab-ha-1", "lab-ha-2", 6.3, 7.25)
+    assert redis_failover.round_line(good) == (
+        "round 1: master lab-ha-1 killed; new master lab-ha-2 after 6.30 s; "
+        "first JuiceFS write after 7.25 s"
+    )
+    lost = redis_failover.Round(2, "lab-ha-2", error="did not rejoin")
+    assert redis_failover.round_line(lost).endswith(
+        "no new master within 60 s; no JuiceFS write within 60 s (did not rejoin)"
+    )
+    summary = redis_failover.summarise([good, lost])
+    assert redis_failover.summary_line(summary) == (
+        "redis failover: first JuiceFS write median 7.25 s, max 7.25 s over 2 rounds, "
+        "1 did not recover"
+    )
+    assert redis_failover.parse_args([]).rounds == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,9 +13,9 @@ from storagectl.checks.redis import CHECKS
 from storagectl.inventory import load_topology
 
 if TYPE_CHECKING:
-    from conftest import RedisServer
+    from conftest import RedisServer, SentinelGroup
 
-from conftest import write_inventory
+from conftest import REDIS_PASSWORD, write_inventory
 
 StartRedis = Callable[..., "RedisServer"]
 
@@ -84,3 +85,74 @@ def test_a_replica_as_metadata_server_fails_and_a_stopped_redis_names_its_unit(
     assert "JuiceFS metadata server but its role is slave" in first.detail
     assert "REPLICAOF NO ONE" in first.fix
     assert second.ok, second.detail
+
+
+# --- Sentinel ---------------------------------------------------------------------------------
+
+
+def sentinel_inventory(tmp_path: Path, group: SentinelGroup, **overrides: object) -> Path:
+    hosts = {f"redis{i + 1}": {**group.host_vars(i), **overrides} for i in range(3)}
+    return write_inventory(
+        tmp_path / "inv", {"redis": hosts}, all_vars={"redis_sentinel_enabled": True}
+    )
+
+
+def by_name(results: list[CheckResult], name: str) -> list[CheckResult]:
+    return [r for r in results if r.name == name]
+
+
+def test_a_sentinel_group_passes(
+    sentinel_group: SentinelGroup, tmp_path: Path, project_root: Path
+) -> None:
+    results = verify(sentinel_inventory(tmp_path, sentinel_group), project_root)
+    assert all(r.ok for r in results), [(r.name, r.host, r.detail) for r in results]
+    roles = [
+        r.detail.split("; role ")[1].split(";")[0] for r in by_name(results, "redis reachable")
+    ]
+    assert roles == ["master", "slave", "slave"]
+    [sentinel] = by_name(results, "redis sentinel")
+    master = sentinel_group.servers[0].port
+    assert sentinel.detail.startswith(
+        f"master redis1 (127.0.0.1:{master}), agreed by 3 Sentinel(s)"
+    )
+    assert "each sees 2 replica(s) and 2 other Sentinel(s)" in sentinel.detail
+    assert "CKQUORUM OK" in sentinel.detail
+
+
+def test_the_check_follows_a_failover_and_names_the_dead_master(
+    sentinel_group: SentinelGroup, tmp_path: Path, project_root: Path
+) -> None:
+    inv = sentinel_inventory(tmp_path, sentinel_group)
+    old = sentinel_group.servers[0]
+    old.stop()
+    deadline = time.monotonic() + 30  # down-after 1 s, then the election
+    while sentinel_group.master_port() in (old.port, None) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    new = sentinel_group.master_port()
+    assert new in (sentinel_group.servers[1].port, sentinel_group.servers[2].port)
+    # While the failover finishes the check reports it (flags failover_in_progress); then it
+    # names the new master. The dead one is failed by "redis reachable".
+    while True:
+        results = verify(inv, project_root)
+        [sentinel] = by_name(results, "redis sentinel")
+        if sentinel.ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sentinel.ok, sentinel.detail
+    assert f"(127.0.0.1:{new}), agreed by 3 Sentinel(s)" in sentinel.detail
+    [dead] = [r for r in by_name(results, "redis reachable") if r.host == "redis1"]
+    assert not dead.ok
+    assert "systemctl status redis-server" in dead.fix
+
+
+def test_a_stopped_sentinel_is_named(
+    sentinel_group: SentinelGroup, tmp_path: Path, project_root: Path
+) -> None:
+    sentinel_group.stop_sentinel(2)
+    results = verify(sentinel_inventory(tmp_path, sentinel_group), project_root)
+    [sentinel] = by_name(results, "redis sentinel")
+    assert not sentinel.ok
+    assert sentinel.detail.startswith("redis3: ")
+    assert "systemctl status redis-sentinel" in sentinel.fix
+    assert "on redis3" in sentinel.fix
+    assert REDIS_PASSWORD not in sentinel.detail + sentinel.fix + sentinel.endpoint

@@ -50,8 +50,8 @@ def _copy(tmp_path: Path) -> Path:
 def test_prod_inventory_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["inventory", "check", "-i", str(PROD)]) == RC.OK
     captured = capsys.readouterr()
-    assert captured.out.startswith("inventory OK: 19 hosts (seaweedfs_master 3, ")
-    assert "redis 1, rustfs 1" in captured.out
+    assert captured.out.startswith("inventory OK: 21 hosts (seaweedfs_master 3, ")
+    assert "redis 3, rustfs 1" in captured.out
     assert captured.err == ""
 
 
@@ -125,6 +125,10 @@ def _even_etcd(data: dict[str, Any]) -> None:
     _children(data)["etcd"]["hosts"]["db-4"] = {"ansible_host": "10.0.10.54"}
 
 
+def _two_redis(data: dict[str, Any]) -> None:
+    del _children(data)["redis"]["hosts"]["redis-3"]
+
+
 def _without(name: str) -> Callable[[dict[str, Any]], None]:
     def change(data: dict[str, Any]) -> None:
         del data[name]
@@ -166,6 +170,10 @@ BROKEN: dict[str, tuple[Breaker, list[str]]] = {
     "even etcd count": (
         _edit("hosts.yml", _even_etcd),
         ["etcd_group: group etcd has 4 hosts", "db-4", "Fix: put 3 or 5 hosts in group etcd"],
+    ),
+    "sentinel on two redis hosts": (
+        _edit("hosts.yml", _two_redis),
+        ["redis-1: redis_sentinel_enabled: is true, but group redis has 2 host(s)", "Fix: add"],
     ),
     "missing redis_password": (
         _edit("group_vars/all/secrets.yml", _without("redis_password")),

@@ -43,15 +43,30 @@ def _defaults(*roles: str) -> dict[str, Any]:
     return merged
 
 
-def _render(tmp: Path, host_vars: dict[str, dict[str, Any]]) -> dict[str, str]:
+def _render(
+    tmp: Path, host_vars: dict[str, dict[str, Any]], *, sentinel: bool = False
+) -> dict[str, str]:
+    """Render the files on hosts r1 (redis; with ``sentinel`` also r2 and r3), o1/o2 (rustfs)
+    and c1 (juicefs_client); r1's sentinel.conf as if r1 were the master."""
     out = tmp / "out"
     out.mkdir()
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    redis_hosts = {"r1": host_vars.get("r1", {})}
+    if sentinel:
+        redis_hosts |= {
+            "r2": {"storage_address": "10.0.0.6"},
+            "r3": {"storage_address": "10.0.0.8"},
+        }
     inventory = {
         "all": {
-            "vars": {**_defaults("redis", "rustfs", "juicefs"), **SECRETS, **local},
+            "vars": {
+                **_defaults("redis", "rustfs", "juicefs"),
+                **SECRETS,
+                **local,
+                "redis_sentinel_enabled": sentinel,
+            },
             "children": {
-                "redis": {"hosts": {"r1": host_vars.get("r1", {})}},
+                "redis": {"hosts": redis_hosts},
                 "rustfs": {"hosts": {n: v for n, v in host_vars.items() if n.startswith("o")}},
                 "juicefs_client": {"hosts": {"c1": host_vars.get("c1", {})}},
             },
@@ -67,11 +82,26 @@ def _render(tmp: Path, host_vars: dict[str, dict[str, Any]]) -> dict[str, str]:
   gather_facts: false
   vars_files: [{ROLES}/redis/vars/main.yml]
   tasks:
-    - name: Render
+    - name: Render redis.conf
       ansible.builtin.template:
         src: {ROLES}/redis/templates/etc/redis/redis.conf.j2
         dest: "{out}/redis.conf"
         mode: "0600"
+      when: inventory_hostname == 'r1'
+    - name: Render sentinel.conf
+      ansible.builtin.template:
+        src: {ROLES}/redis/templates/etc/redis/sentinel.conf.j2
+        dest: "{out}/sentinel.conf"
+        mode: "0600"
+      vars:
+        __redis_master_address: "10.0.0.5:6379"
+      when: inventory_hostname == 'r1' and redis_sentinel_enabled
+    - name: Render the drop-in
+      ansible.builtin.template:
+        src: {ROLES}/redis/templates/etc/systemd/system/redis-server.service.d/storagectl.conf.j2
+        dest: "{out}/redis-server-dropin.conf"
+        mode: "0600"
+      when: inventory_hostname == 'r1'
 - name: Render the RustFS files
   hosts: rustfs
   gather_facts: false
@@ -101,6 +131,13 @@ def _render(tmp: Path, host_vars: dict[str, dict[str, Any]]) -> dict[str, str]:
       loop: "{{{{ __juicefs_mounts }}}}"
       loop_control:
         loop_var: __juicefs_mount
+    - name: Render the environment file of the main mount
+      ansible.builtin.template:
+        src: {ROLES}/juicefs/templates/etc/juicefs/mount.env.j2
+        dest: "{out}/data.env"
+        mode: "0600"
+      vars:
+        __juicefs_mount: "{{{{ __juicefs_mounts[0] }}}}"
 """
     (out / "o1").mkdir()
     (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
@@ -180,6 +217,34 @@ def test_rustfs_env_lists_every_host_and_binds_the_console_locally(
     assert (
         rendered["o2.env"].replace("10.0.0.12:9000\n", "10.0.0.11:9000\n") == rendered["o1.env"]
     ), "RUSTFS_VOLUMES must be identical on every host"
+
+
+@pytest.fixture(scope="module")
+def rendered_sentinel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return _render(tmp_path_factory.mktemp("fs_roles_sentinel"), {"c1": {}}, sentinel=True)
+
+
+def test_sentinel_files(rendered_sentinel: dict[str, str], rendered: dict[str, str]) -> None:
+    conf = rendered_sentinel["redis.conf"].splitlines()
+    assert "masterauth NeverPrintRedis0" in conf
+    assert not [line for line in conf if line.startswith(("replicaof", "slaveof"))]
+    assert "masterauth NeverPrintRedis0" not in rendered["redis.conf"].splitlines()
+    sentinel = rendered_sentinel["sentinel.conf"].splitlines()
+    for line in (
+        "port 26379",
+        "bind 10.0.0.5 127.0.0.1",
+        "requirepass NeverPrintRedis0",
+        "sentinel monitor storagectl 10.0.0.5 6379 2",
+        "sentinel auth-pass storagectl NeverPrintRedis0",
+        "sentinel down-after-milliseconds storagectl 5000",
+    ):
+        assert line in sentinel
+    assert "ReadOnlyPaths=/etc/redis/redis.conf" in rendered_sentinel["redis-server-dropin.conf"]
+    unit = rendered_sentinel["juicefs-data.service"]
+    assert "redis://storagectl,10.0.0.5,10.0.0.6,10.0.0.8:26379/2 /data" in unit
+    assert "NeverPrint" not in unit
+    assert "SENTINEL_PASSWORD=NeverPrintRedis0" in rendered_sentinel["data.env"]
+    assert "SENTINEL_PASSWORD" not in rendered["data.env"]
 
 
 def test_juicefs_units_have_no_password_and_the_contract_names(rendered: dict[str, str]) -> None:

@@ -81,9 +81,8 @@ def test_ha_has_three_core_hosts_and_two_edge_hosts() -> None:
         "10.213.0.102",
     ]
     assert [s.kind for s in specs] == ["storage"] * 3 + ["edge"] * 2
-    assert set(specs[0].groups) == CORE_GROUPS
-    for spec in specs[1:3]:  # one Redis (no Sentinel): only on the first core host
-        assert set(spec.groups) == CORE_GROUPS - set(topo.FIRST_HOST_ONLY)
+    for spec in specs[:3]:  # Redis under Sentinel on every core host
+        assert set(spec.groups) == CORE_GROUPS
     for spec in specs[3:]:
         # No S3 gateway on the edge: HAProxy's S3 frontend holds its port there.
         assert set(spec.groups) == {"haproxy", "juicefs_client"}
@@ -114,10 +113,7 @@ def test_ha_storage_hosts_past_the_core_only_hold_volumes() -> None:
 def test_every_kind_takes_its_groups_from_the_table() -> None:
     for name, kinds in topo.TOPOLOGY_GROUPS.items():
         for spec in topo.machines(name, 5):
-            wanted = kinds[spec.kind]
-            if not spec.name.endswith("-1"):
-                wanted = tuple(g for g in wanted if g not in topo.FIRST_HOST_ONLY)
-            assert spec.groups == wanted
+            assert spec.groups == kinds[spec.kind]
 
 
 def test_ha_racks_alternate() -> None:
@@ -468,10 +464,11 @@ def test_ha_lab_has_no_rustfs_and_juicefs_on_seaweedfs_by_default() -> None:
     specs = topo.machines("ha", 3)
     members = topo.group_members(specs)
     assert members["rustfs"] == []
-    assert members["redis"] == ["lab-ha-1"]
+    assert members["redis"] == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
     assert members["juicefs_client"] == ["lab-edge-1", "lab-edge-2"]
     values = lab_vars("ha")
     assert values["juicefs_backend"] == "seaweedfs"
+    assert values["redis_sentinel_enabled"] is True
     assert values["juicefs_binary_source"] == "controller"
     assert "rustfs_controller_binary" not in values
 

@@ -645,7 +645,51 @@ def test_several_redis_hosts_without_sentinel_are_refused(tmp_path: Path) -> Non
     problem = _only(_check(tmp_path, None, hosts, SEAWEEDFS_BACKEND))
     assert (problem.host, problem.variable) == ("s2", "redis")
     assert "without Sentinel JuiceFS uses one Redis server (s1)" in problem.message
-    assert problem.fix == "keep only s1 in group redis"
+    assert problem.fix.startswith(
+        "keep only s1 in group redis, or set redis_sentinel_enabled: true"
+    )
+
+
+def test_sentinel_on_three_redis_hosts_passes(tmp_path: Path) -> None:
+    hosts = _with(_with(FS_HOSTS, "s2", ("redis",)), "s3", ("redis",))
+    variables = {**SEAWEEDFS_BACKEND, "redis_sentinel_enabled": True}
+    assert _check(tmp_path, None, hosts, variables) == []
+
+
+def test_sentinel_on_two_redis_hosts_is_refused(tmp_path: Path) -> None:
+    hosts = _with(FS_HOSTS, "s2", ("redis",))
+    variables = {**SEAWEEDFS_BACKEND, "redis_sentinel_enabled": True}
+    problem = _only(_check(tmp_path, None, hosts, variables))
+    assert (problem.host, problem.variable) == ("s1", "redis_sentinel_enabled")
+    assert "group redis has 2 host(s) (s1, s2): Sentinel needs at least 3" in problem.message
+    assert "add hosts to group redis (3 or 5)" in problem.fix
+
+
+def test_clients_that_disagree_on_sentinel_are_named(tmp_path: Path) -> None:
+    hosts = _with(
+        _with(_with(FS_HOSTS, "s2", ("redis",)), "s3", ("redis",)),
+        "edge",
+        redis_sentinel_enabled=False,
+    )
+    variables = {**SEAWEEDFS_BACKEND, "redis_sentinel_enabled": True}
+    problem = _only(_check(tmp_path, None, hosts, variables))
+    assert (problem.host, problem.variable) == ("edge", "redis_sentinel_enabled")
+    assert problem.message == "is False here but True on s1"
+    assert "set redis_sentinel_enabled once, in group_vars/all" in problem.fix
+
+
+def test_sentinel_port_clash_is_refused(tmp_path: Path) -> None:
+    hosts = _with(_with(FS_HOSTS, "s2", ("redis",)), "s3", ("redis",))
+    variables = {
+        **SEAWEEDFS_BACKEND,
+        "redis_sentinel_enabled": True,
+        "redis_sentinel_port": 6379,
+    }
+    problems = _check(tmp_path, None, hosts, variables)
+    assert {(p.host, p.variable) for p in problems} == {
+        (h, "redis_sentinel_port") for h in ("s1", "s2", "s3")
+    }
+    assert "used by both Redis (redis_port) and Redis Sentinel" in problems[0].message
 
 
 def test_redis_password_with_a_quote_is_refused(tmp_path: Path) -> None:

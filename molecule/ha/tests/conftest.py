@@ -18,6 +18,7 @@ import pytest
 import requests
 import testinfra
 
+from storagectl.checks.base import CheckContext
 from storagectl.checks.haproxy import frontend_address
 from storagectl.checks.postgres import (
     POSTGRES,
@@ -28,6 +29,7 @@ from storagectl.checks.postgres import (
     parse_cluster,
     replica_ready,
 )
+from storagectl.checks.redis import REDIS, redis_address, sentinel_view
 from storagectl.inventory.loader import Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -92,6 +94,15 @@ class Lab:
     def systemctl(self, name: str, *args: str) -> None:
         result = self.run(name, "systemctl " + " ".join(args))
         assert result.rc == 0, f"systemctl {' '.join(args)} on {name}: {result.stderr}"
+
+    # --- Redis under Sentinel ----------------------------------------------------------------
+    def redis_master(self) -> str | None:
+        """The Redis host every Sentinel names master (None while they disagree or name none)."""
+        hosts = self.topology.component(REDIS)
+        views = [sentinel_view(self.topology, h, CheckContext(timeout=4)) for h in hosts]
+        named = {v.master for v in views}
+        by_address = {redis_address(h): h.name for h in hosts}
+        return by_address.get(named.pop()) if len(named) == 1 else None
 
     # --- masters -----------------------------------------------------------------------------
     def master_status(self, name: str) -> dict[str, Any] | None:

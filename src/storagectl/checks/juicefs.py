@@ -111,6 +111,12 @@ def meta_url(topology: Topology, host: Host) -> str:
 
 def redis_hint(topology: Topology) -> str:
     """Where to look when the metadata engine may be the cause."""
+    if sentinel_enabled(topology):
+        hosts = ", ".join(h.name for h in topology.component(REDIS))
+        return (
+            f"check Redis and its Sentinels on {hosts} (the JuiceFS metadata engine: "
+            f"systemctl status {REDIS_UNIT} redis-sentinel; storagectl verify --component redis)"
+        )
     first = metadata_host(topology)
     where = f" on {first.name}" if first is not None else ""
     return (

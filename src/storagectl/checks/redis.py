@@ -6,16 +6,26 @@ What the redis role deploys (its contract with these checks): the hosts of the `
 ``storage_address:redis_port`` (6379), protected by ``redis_password``. JuiceFS needs
 ``maxmemory-policy noeviction`` (an evicted key is lost metadata) and AOF persistence
 (``appendonly yes``); its metadata server is the first host of the group unless
-``redis_sentinel_enabled``.
+``redis_sentinel_enabled``. With Sentinel every host of the group also runs ``redis-sentinel``
+on ``storage_address:redis_sentinel_port`` (26379, same password), monitoring the master under
+``redis_sentinel_master_name``; one Redis is the master and the others replicate it.
 
 The password is never part of a detail, fix or endpoint.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from storagectl.checks.base import CheckContext, CheckResult, host_check, unit_fix
+from storagectl.checks.base import (
+    CheckContext,
+    CheckResult,
+    cluster_check,
+    host_check,
+    parallel_map,
+    unit_fix,
+)
 from storagectl.checks.seaweedfs import host_port
 from storagectl.inventory import Host, Topology
 
@@ -30,9 +40,12 @@ COMPONENT = "redis"
 REDIS = "redis"
 """The logical group of the Redis hosts (``redis_group`` overrides it)."""
 REDIS_UNIT = "redis-server"
+SENTINEL_UNIT = "redis-sentinel"
 
 # Used only when neither the inventory nor the roles' defaults define them.
 DEFAULT_PORT = 6379
+DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_MASTER_NAME = "storagectl"
 REQUIRED_POLICY = "noeviction"
 
 
@@ -73,6 +86,24 @@ def _endpoint(topology: Topology, host: Host) -> str:
     return f"redis://{redis_address(host)}"
 
 
+def connect(host: Host, port: int, ctx: CheckContext) -> redis.Redis:
+    """A client of the Redis (or Sentinel) on ``host:port`` that tries once and answers text."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    connect, read = ctx.http_timeout
+    return redis.Redis(
+        host=host.address,
+        port=port,
+        password=redis_password(host) or None,
+        socket_connect_timeout=connect,
+        socket_timeout=read,
+        retry=Retry(NoBackoff(), 0),  # one attempt: the check reports, it does not insist
+        decode_responses=True,
+    )
+
+
 def _info(client: redis.Redis, section: str) -> dict[str, Any]:
     answer = client.info(section)
     return answer if isinstance(answer, dict) else {}
@@ -82,19 +113,9 @@ def _info(client: redis.Redis, section: str) -> dict[str, Any]:
 def redis_reachable(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
     """Redis answers PING with the inventory's password, evicts nothing and keeps an AOF."""
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
     password = redis_password(host)
-    connect, read = ctx.http_timeout
-    client = redis.Redis(
-        host=host.address,
-        port=redis_port(host),
-        password=password or None,
-        socket_connect_timeout=connect,
-        socket_timeout=read,
-        retry=Retry(NoBackoff(), 0),  # one attempt: the check reports, it does not insist
-    )
+    client = connect(host, redis_port(host), ctx)
     try:
         client.ping()
         policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", "?"))
@@ -168,4 +189,155 @@ def redis_reachable(topology: Topology, host: Host, ctx: CheckContext) -> CheckR
     return CheckResult("redis reachable", COMPONENT, True, summary)
 
 
-CHECKS = [redis_reachable]
+# --- 2. Sentinel: one master, agreed on, replicated, failover possible ------------------------
+
+
+def sentinel_port(host: Host) -> int:
+    """The port of the Sentinel on ``host`` (``redis_sentinel_port``)."""
+    return int(host.var("redis_sentinel_port", default=DEFAULT_SENTINEL_PORT))
+
+
+def master_name(topology: Topology) -> str:
+    """The name the Sentinels monitor the master under (``redis_sentinel_master_name``)."""
+    return str(topology.var("redis_sentinel_master_name", default=DEFAULT_MASTER_NAME))
+
+
+@dataclass
+class SentinelView:
+    """What the Sentinel on one host says about the master (``error`` when it did not answer)."""
+
+    host: Host
+    master: str = ""  # "ip:port" the Sentinel names, "" when it names none
+    fields: dict[str, str] = field(default_factory=dict)
+    quorum_ok: bool = False
+    quorum_answer: str = ""
+    error: str = ""
+
+    def count(self, name: str) -> int:
+        try:
+            return int(self.fields.get(name, "0"))
+        except ValueError:
+            return 0
+
+
+def _pairs(answer: Any) -> dict[str, str]:
+    """SENTINEL MASTER's answer as a dict (a flat name/value list, or already a dict)."""
+    if isinstance(answer, dict):
+        return {str(k): str(v) for k, v in answer.items()}
+    items = [str(a) for a in answer or []]
+    return dict(zip(items[0::2], items[1::2], strict=False))
+
+
+def sentinel_view(topology: Topology, host: Host, ctx: CheckContext) -> SentinelView:
+    """Ask the Sentinel on ``host`` for the master, its view of the group and CKQUORUM."""
+    import redis
+
+    view = SentinelView(host)
+    name = master_name(topology)
+    client = connect(host, sentinel_port(host), ctx)
+    try:
+        address = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+        if address:
+            view.master = host_port(str(address[0]), int(address[1]))
+        view.fields = _pairs(client.execute_command("SENTINEL", "MASTER", name))
+        try:
+            view.quorum_answer = str(client.execute_command("SENTINEL", "CKQUORUM", name))
+            view.quorum_ok = view.quorum_answer.startswith("OK")
+        except redis.ResponseError as exc:
+            view.quorum_answer = str(exc)
+    except redis.RedisError as exc:
+        view.error = (
+            _scrub(str(exc), redis_password(host)).splitlines()[0]
+            if str(exc)
+            else (type(exc).__name__)
+        )
+    finally:
+        client.close()
+    return view
+
+
+def _sentinel_fix(host: Host, reason: str = "") -> str:
+    return unit_fix(host, SENTINEL_UNIT, reason, what="the Sentinel")
+
+
+@cluster_check("redis sentinel", COMPONENT, requires=(REDIS,))
+def redis_sentinel(topology: Topology, ctx: CheckContext) -> list[CheckResult]:
+    """Every Sentinel answers, all name the same master (a Redis of the group), each sees the
+    other Sentinels and every replica, and a failover could be authorised (CKQUORUM)."""
+    if not sentinel_enabled(topology):
+        return []
+    name = "redis sentinel"
+    hosts = topology.component(REDIS)
+    views = parallel_map(lambda h: sentinel_view(topology, h, ctx), hosts)
+    endpoint = ", ".join(f"{v.host.name}:{sentinel_port(v.host)}" for v in views)
+    silent = [v for v in views if v.error]
+    if silent:
+        first = silent[0]
+        return [
+            CheckResult(
+                name,
+                COMPONENT,
+                False,
+                "; ".join(f"{v.host.name}: {v.error}" for v in silent),
+                fix=_sentinel_fix(first.host, f"start the Sentinel on {first.host.name}"),
+                endpoint=endpoint,
+            )
+        ]
+    named = sorted({v.master for v in views})
+    by_address = {redis_address(h): h for h in hosts}
+    if len(named) != 1 or named[0] not in by_address:
+        seen = "; ".join(f"{v.host.name} names {v.master or 'no master'}" for v in views)
+        return [
+            CheckResult(
+                name,
+                COMPONENT,
+                False,
+                f"the Sentinels do not agree on a master of group {REDIS}: {seen}",
+                fix=(
+                    f"Compare `redis-cli -p {sentinel_port(hosts[0])} SENTINEL masters` on the "
+                    "Redis hosts and `INFO replication` of each Redis; a Sentinel that monitors "
+                    "another master needs SENTINEL RESET or a fresh sentinel.conf (rerun deploy)."
+                ),
+                endpoint=endpoint,
+            )
+        ]
+    master = by_address[named[0]]
+    others = len(hosts) - 1
+    problems: list[str] = []
+    fixes: list[str] = []
+    for view in views:
+        where = view.host.name
+        if view.count("num-other-sentinels") < others:
+            problems.append(
+                f"{where} sees {view.count('num-other-sentinels')} other Sentinel(s), not {others}"
+            )
+            fixes.append(_sentinel_fix(view.host, "Sentinels find each other through the master"))
+        if view.count("num-slaves") < others:
+            problems.append(f"{where} sees {view.count('num-slaves')} replica(s), not {others}")
+            fixes.append(redis_fix(master, "a replica does not replicate the master"))
+        flags = view.fields.get("flags", "")
+        if "down" in flags:
+            problems.append(f"{where} flags the master {flags}")
+            fixes.append(redis_fix(master))
+        if not view.quorum_ok:
+            problems.append(f"{where}: CKQUORUM {view.quorum_answer}")
+            fixes.append(_sentinel_fix(view.host, "a majority of Sentinels must be reachable"))
+    summary = (
+        f"master {master.name} ({named[0]}), agreed by {len(views)} Sentinel(s); each sees "
+        f"{others} replica(s) and {others} other Sentinel(s); failover possible (CKQUORUM OK)"
+    )
+    if problems:
+        return [
+            CheckResult(
+                name,
+                COMPONENT,
+                False,
+                f"master {master.name} ({named[0]}): {'; '.join(problems)}",
+                fix=" ".join(dict.fromkeys(fixes)),
+                endpoint=endpoint,
+            )
+        ]
+    return [CheckResult(name, COMPONENT, True, summary, endpoint=endpoint)]
+
+
+CHECKS = [redis_reachable, redis_sentinel]

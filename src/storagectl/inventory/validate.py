@@ -14,7 +14,7 @@ for presence and length only: a message never quotes the value of a key or passw
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -588,22 +588,66 @@ def _truthy(value: object) -> bool:
     return str(value).strip().lower() in ("true", "yes", "on", "1")
 
 
+SENTINEL_ENABLED = "redis_sentinel_enabled"
+#: Sentinel settings the Redis hosts and the JuiceFS clients (their metadata URL) must share.
+SENTINEL_SHARED = (SENTINEL_ENABLED, "redis_sentinel_port", "redis_sentinel_master_name")
+SENTINEL_MINIMUM = 3
+
+
 def check_redis(topology: Topology) -> Iterator[Problem]:
-    """Every Redis host has redis_password (no default: JuiceFS metadata needs a password)."""
+    """Every Redis host has redis_password (no default: JuiceFS metadata needs a password); one
+    Redis host without Sentinel, three or more with it; the Redis hosts and the JuiceFS clients
+    agree on the Sentinel settings."""
     redis_group, hosts = _group(topology, "redis")
     for host in hosts:
         yield from _redis_password_problems(host, "Redis must not run without a password")
-    # Without Sentinel (not deployed yet) the group's other hosts would be Redis servers nobody
-    # uses: say so rather than deploy them silently.
-    for host in hosts[1:]:
-        if not _truthy(_var(host, "redis_sentinel_enabled", False)):
+    if not hosts:
+        return
+    _, clients = _group(topology, "juicefs_client")
+    names = {h.name for h in hosts}
+    yield from _sentinel_agreement([*hosts, *(c for c in clients if c.name not in names)])
+    first = hosts[0]
+    if _truthy(_var(first, SENTINEL_ENABLED, False)):
+        if len(hosts) < SENTINEL_MINIMUM:
             yield Problem(
-                host.name,
-                redis_group,
-                f"group {redis_group} has {len(hosts)} hosts, but without Sentinel JuiceFS uses "
-                f"one Redis server ({hosts[0].name})",
-                f"keep only {hosts[0].name} in group {redis_group}",
+                first.name,
+                SENTINEL_ENABLED,
+                f"is true, but group {redis_group} has {len(hosts)} host(s) "
+                f"({_names(hosts)}): Sentinel needs at least {SENTINEL_MINIMUM}, a majority of "
+                "which must agree that the master is down",
+                f"add hosts to group {redis_group} (3 or 5), or set {SENTINEL_ENABLED}: false "
+                "and keep one host",
             )
+        return
+    # Without Sentinel the group's other hosts would be Redis servers nobody uses: say so rather
+    # than deploy them silently.
+    for host in hosts[1:]:
+        yield Problem(
+            host.name,
+            redis_group,
+            f"group {redis_group} has {len(hosts)} hosts, but without Sentinel JuiceFS uses "
+            f"one Redis server ({first.name})",
+            f"keep only {first.name} in group {redis_group}, or set {SENTINEL_ENABLED}: true "
+            f"(group_vars/all) with {SENTINEL_MINIMUM} or more hosts for automatic failover",
+        )
+
+
+def _sentinel_agreement(hosts: Sequence[Host]) -> Iterator[Problem]:
+    """The first host's Sentinel settings are everybody's (the clients build their URL from
+    them): a host that differs is named."""
+    reference = hosts[0]
+    for name in SENTINEL_SHARED:
+        expected = _var(reference, name, None)
+        for host in hosts[1:]:
+            value = _var(host, name, None)
+            if str(value) != str(expected):
+                yield Problem(
+                    host.name,
+                    name,
+                    f"is {value!r} here but {expected!r} on {reference.name}",
+                    f"set {name} once, in group_vars/all: the Redis hosts and the JuiceFS "
+                    "clients must agree on it",
+                )
 
 
 def check_rustfs(topology: Topology) -> Iterator[Problem]:
@@ -707,6 +751,7 @@ class Service:
     label: str
     ports: tuple[Port, ...]
     only_with: str | None = None  # these ports exist only when this logical group has hosts
+    enabled_by: str | None = None  # ... and only on hosts where this boolean variable is true
 
 
 def _metrics(variable: str) -> Port:
@@ -760,6 +805,12 @@ PORTS: tuple[Service, ...] = (
         (Port("patroni_restapi_port", 8008), Port("postgresql_port", 5432)),
     ),
     Service("redis", "Redis", (Port("redis_port", 6379),)),
+    Service(
+        "redis",
+        "Redis Sentinel",
+        (Port("redis_sentinel_port", 26379),),
+        enabled_by=SENTINEL_ENABLED,
+    ),
     Service("rustfs", "RustFS", (Port("rustfs_port", 9000), Port("rustfs_console_port", 9001))),
 )
 
@@ -809,7 +860,9 @@ def check_ports(topology: Topology) -> Iterator[Problem]:
         services = [
             s
             for s in PORTS
-            if host.name in members[s.group] and (s.only_with is None or members[s.only_with])
+            if host.name in members[s.group]
+            and (s.only_with is None or members[s.only_with])
+            and (s.enabled_by is None or _truthy(_var(host, s.enabled_by, False)))
         ]
         taken: dict[int, str] = {}
         for item in _host_ports(host, services):

@@ -66,19 +66,17 @@ TOPOLOGY_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 # fmt: on
 
-#: Groups only the first core host joins: Redis runs without Sentinel in the lab, so JuiceFS has
-#: exactly one metadata server (redis_sentinel_enabled is not implemented yet).
-FIRST_HOST_ONLY: tuple[str, ...] = ("redis",)
-
 #: Variables that differ per topology (written to group_vars/all/lab.yml). The ha filers share
 #: one metadata store: PostgreSQL (Patroni on the core hosts) through HAProxy on lab-edge-1.
-#: JuiceFS (ha) keeps its data on the SeaweedFS S3 gateways, unless the lab runs RustFS.
-TOPOLOGY_VARS: dict[str, dict[str, str]] = {
+#: JuiceFS (ha) keeps its data on the SeaweedFS S3 gateways, unless the lab runs RustFS, and its
+#: metadata in Redis on the three core hosts, under Sentinel.
+TOPOLOGY_VARS: dict[str, dict[str, str | bool]] = {
     "dev": {"seaweedfs_default_replica_placement": "000", "seaweedfs_filer_store": "leveldb2"},
     "ha": {
         "seaweedfs_default_replica_placement": "001",
         "seaweedfs_filer_store": "postgres2",
         "juicefs_backend": "seaweedfs",
+        "redis_sentinel_enabled": True,
     },
 }
 
@@ -142,7 +140,7 @@ def machines(topology: str, storage_hosts: int = 3, *, rustfs: bool = False) -> 
                 address=str(SUBNET[STORAGE_BASE + i]),
                 kind=kind,
                 rack=RACKS[(i - 1) % len(RACKS)],
-                groups=tuple(g for g in kinds[kind] if i == 1 or g not in FIRST_HOST_ONLY),
+                groups=kinds[kind],
             )
         )
     if "edge" in kinds:
