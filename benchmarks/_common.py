@@ -11,7 +11,7 @@ import json
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -150,8 +150,9 @@ def benchmark_main(
     )
 
 
-def summarise_first_writes(rounds: Sequence[Any], target_s: float) -> dict[str, Any]:
-    """Median and max ``first_write_s`` over the rounds that recovered (``ok``)."""
+def summarise_first_writes(rounds: Sequence[Any], target_s: float | None) -> dict[str, Any]:
+    """Median and max ``first_write_s`` over the rounds that recovered (``ok``); ``target_s``
+    None when the benchmark has no target."""
     times = [r.first_write_s for r in rounds if r.ok and r.first_write_s is not None]
     return {
         "rounds": len(rounds),
@@ -160,6 +161,22 @@ def summarise_first_writes(rounds: Sequence[Any], target_s: float) -> dict[str, 
         "max_first_write_s": round(max(times), 3) if times else None,
         "target_s": target_s,
     }
+
+
+def first_write_line(benchmark: str, write: str, summary: Mapping[str, Any]) -> str:
+    """``<benchmark>: first <write> median X s, max Y s over N rounds[, K did not recover]
+    [ (target <= T s)]`` from :func:`summarise_first_writes`."""
+    target = summary.get("target_s")
+    target_text = f" (target <= {target:g} s)" if target is not None else ""
+    if not summary["recovered"]:
+        return f"{benchmark}: no round recovered over {summary['rounds']} rounds{target_text}"
+    failed = summary["rounds"] - summary["recovered"]
+    extra = f", {failed} did not recover" if failed else ""
+    return (
+        f"{benchmark}: first {write} median {summary['median_first_write_s']:.2f} s, "
+        f"max {summary['max_first_write_s']:.2f} s over {summary['rounds']} rounds{extra}"
+        f"{target_text}"
+    )
 
 
 def round_document(result: Any) -> dict[str, Any]:

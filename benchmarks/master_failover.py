@@ -31,6 +31,7 @@ import requests
 from _common import (
     BenchmarkError,
     benchmark_main,
+    first_write_line,
     load,
     repeat_parser,
     run_on,
@@ -140,17 +141,8 @@ def summarise(rounds: Sequence[Round]) -> dict[str, Any]:
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
-    """``master failover: median first write X.XX s, max Y.YY s over N rounds (target ...)``."""
-    target = f"(target <= {summary['target_s']:.1f} s)"
-    if not summary["recovered"]:
-        return f"master failover: no round recovered over {summary['rounds']} rounds {target}"
-    failed = summary["rounds"] - summary["recovered"]
-    extra = f", {failed} did not recover" if failed else ""
-    return (
-        f"master failover: median first write {summary['median_first_write_s']:.2f} s, "
-        f"max {summary['max_first_write_s']:.2f} s over {summary['rounds']} rounds{extra} "
-        f"{target}"
-    )
+    """``master failover: first write median X s, max Y s over N rounds (target <= 2 s)``."""
+    return first_write_line("master failover", "write", summary)
 
 
 # --- talking to the cluster -----------------------------------------------------------------

@@ -49,6 +49,7 @@ import requests
 from _common import (
     BenchmarkError,
     benchmark_main,
+    first_write_line,
     load,
     repeat_parser,
     run_on,
@@ -178,17 +179,9 @@ def summarise(rounds: Sequence[Round]) -> dict[str, Any]:
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
-    """``postgres failover: first filer write median X s, max Y s over N rounds (target ...)``."""
-    target = f"(target <= {summary['target_s']:g} s)"
-    if not summary["recovered"]:
-        return f"postgres failover: no round recovered over {summary['rounds']} rounds {target}"
-    failed = summary["rounds"] - summary["recovered"]
-    extra = f", {failed} did not recover" if failed else ""
-    return (
-        f"postgres failover: first filer write median {summary['median_first_write_s']:.2f} s, "
-        f"max {summary['max_first_write_s']:.2f} s over {summary['rounds']} rounds{extra} "
-        f"{target}"
-    )
+    """``postgres failover: first filer write median X s, max Y s over N rounds (target <=
+    15 s)``."""
+    return first_write_line("postgres failover", "filer write", summary)
 
 
 # --- talking to the cluster -------------------------------------------------------------------

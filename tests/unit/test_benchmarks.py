@@ -121,7 +121,7 @@ def test_round_lines_and_summary() -> None:
     )
     summary = failover.summarise([good, slow])
     assert failover.summary_line(summary) == (
-        "master failover: median first write 2.12 s, max 3.00 s over 2 rounds (target <= 2.0 s)"
+        "master failover: first write median 2.12 s, max 3.00 s over 2 rounds (target <= 2 s)"
     )
     lost = failover.Round(3, "lab-ha-3", error="no surviving master took the lead within 30 s")
     assert failover.round_line(lost) == (
