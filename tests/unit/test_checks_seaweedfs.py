@@ -272,6 +272,8 @@ def test_placement_count_differing_from_the_cluster_fails(
     assert "-defaultReplication of seaweedfs-master" in placement.fix
     assert f"weed shell -master=127.0.0.1:{weed_cluster.master_port}" in placement.fix
     assert placement.endpoint.startswith("http://127.0.0.1:")
+    assert placement.endpoint.endswith("/storagectl-verify/")  # the filer, not the random file
+    assert f"(file {placement.endpoint}" in placement.detail
 
 
 def test_placement_needing_two_racks_fails_on_one_rack(

@@ -168,7 +168,8 @@ def test_verify_passes_on_a_healthy_cluster(
     out = capsys.readouterr().out
     assert out.startswith("== seaweedfs ==")
     assert re.fullmatch(
-        r"8 passed, 0 failed in \d+\.\d s \(slowest: [a-z0-9 ]+ (node1|cluster) \d+\.\d s\)",
+        r"8 passed, 0 failed in \d+\.\d s \(slowest: [a-z0-9 ]+ (node1|cluster|http://\S+/) "
+        r"\d+\.\d s\)",
         out.splitlines()[-1],
     )
     root = ET.fromstring(junit.read_bytes())  # noqa: S314 - our own file, just written

@@ -1080,9 +1080,9 @@ def replica_placement(topology: Topology, ctx: CheckContext) -> list[CheckResult
                 "replica placement",
                 COMPONENT,
                 False,
-                f"placement {placement}: {'; '.join(probe.problems)}",
+                f"placement {placement}: {'; '.join(probe.problems)} (file {probe.url})",
                 fix=" ".join(probe.fixes),
-                endpoint=probe.url,
+                endpoint=_filer_base(topology, writer),
             )
         ]
     asked = f", asked explicitly of {writer.name}" if params else ""
@@ -1093,7 +1093,8 @@ def replica_placement(topology: Topology, ctx: CheckContext) -> list[CheckResult
             True,
             f"placement {placement}{asked}: {'; '.join(probe.found)}; every copy read back "
             "identical (sha256); file deleted",
-            endpoint=probe.url,
+            # The filer written through, not the (random) file: reports name it in one line.
+            endpoint=_filer_base(topology, writer),
         )
     ]
 
