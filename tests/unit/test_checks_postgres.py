@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from storagectl.checks import all_checks, run_checks
-from storagectl.checks.base import CheckResult
+from storagectl.checks.base import CheckResult, Findings
 from storagectl.checks.postgres import (
     CHECKS,
     Member,
     MemberView,
     _answer_problems,
-    _Findings,
     _leadership_problems,
     _membership_problems,
     _replica_result,
@@ -464,20 +463,20 @@ def test_leadership_problems(tmp_path: Path, project_root: Path) -> None:
         ]
 
     nobody = {"members": [{**m, "role": "replica"} for m in HEALTHY["members"]]}
-    found = _Findings()
+    found = Findings()
     seen = views(nobody, nobody, nobody)
     _leadership_problems(topology, seen, seen[0], found)
     assert found.problems == ["no member holds the leader lock"]
     assert "etcd on pg1, pg2, pg3 (systemctl status etcd" in found.fixes[0]
 
     two = {"members": [{**m, "role": "leader"} for m in HEALTHY["members"][:2]]}
-    found = _Findings()
+    found = Findings()
     seen = views(two, two, two)
     _leadership_problems(topology, seen, seen[0], found)
     assert found.problems == ["2 members claim the lead (pg1, pg2)"]
     assert "Split brain" in found.fixes[0]
 
-    found = _Findings()
+    found = Findings()
     seen = views(HEALTHY, HEALTHY, nobody)
     assert cluster_view(seen) is seen[0]
     _leadership_problems(topology, seen, seen[0], found)
@@ -487,7 +486,7 @@ def test_leadership_problems(tmp_path: Path, project_root: Path) -> None:
     # pg1's own /patroni says replica while it holds the lock.
     assert found.problems[1] == "pg1 holds the leader lock but its PostgreSQL is replica (running)"
 
-    found = _Findings()
+    found = Findings()
     paused = {**HEALTHY, "pause": True}
     seen = views(paused, paused, paused)
     _membership_problems(topology, seen[0], found)
@@ -517,7 +516,7 @@ def test_a_member_that_cannot_list_the_cluster_points_at_etcd(
         patroni={"state": "running", "role": "replica"},
         error="GET /cluster: HTTP 503",
     )
-    found = _Findings()
+    found = Findings()
     _answer_problems(topology, [view], found)
     assert found.problems == ["pg1: http://10.0.0.11:8008 GET /cluster: HTTP 503"]
     assert found.fixes == [

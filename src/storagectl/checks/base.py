@@ -34,6 +34,7 @@ __all__ = [
     "Check",
     "CheckContext",
     "CheckResult",
+    "Findings",
     "Task",
     "cluster_check",
     "host_check",
@@ -72,6 +73,30 @@ class CheckResult:
         data = asdict(self)
         data["duration"] = round(self.duration, 3)
         return data
+
+
+@dataclass
+class Findings:
+    """What one check found wrong: the problems in order, and the fixes for them, each fix once
+    (several problems often share a cause)."""
+
+    problems: list[str] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+
+    def add(self, problem: str, fix: str) -> None:
+        self.problems.append(problem)
+        if fix not in self.fixes:
+            self.fixes.append(fix)
+
+    @property
+    def detail(self) -> str:
+        """The problems as one detail."""
+        return "; ".join(self.problems)
+
+    @property
+    def fix(self) -> str:
+        """The fixes as one fix."""
+        return " ".join(self.fixes)
 
 
 @dataclass(frozen=True)

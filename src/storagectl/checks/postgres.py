@@ -49,6 +49,7 @@ import requests
 from storagectl.checks.base import (
     CheckContext,
     CheckResult,
+    Findings,
     cluster_check,
     host_check,
     parallel_map,
@@ -299,18 +300,7 @@ def cluster_view(views: Sequence[MemberView]) -> MemberView | None:
 # --- 1. one leader, every member present ------------------------------------------------------
 
 
-@dataclass
-class _Findings:
-    problems: list[str] = field(default_factory=list)
-    fixes: list[str] = field(default_factory=list)
-
-    def add(self, problem: str, fix: str) -> None:
-        self.problems.append(problem)
-        if fix not in self.fixes:
-            self.fixes.append(fix)
-
-
-def _answer_problems(topology: Topology, views: Sequence[MemberView], found: _Findings) -> None:
+def _answer_problems(topology: Topology, views: Sequence[MemberView], found: Findings) -> None:
     """Members whose REST API does not answer, or that belong to another cluster."""
     scope = str(_setting(topology, "patroni_scope"))
     for view in views:
@@ -339,7 +329,7 @@ def _answer_problems(topology: Topology, views: Sequence[MemberView], found: _Fi
 
 
 def _leadership_problems(
-    topology: Topology, views: Sequence[MemberView], reference: MemberView, found: _Findings
+    topology: Topology, views: Sequence[MemberView], reference: MemberView, found: Findings
 ) -> None:
     """Members disagreeing on the leader, no or several leaders, a leader that is not primary."""
     members = reference.members or []
@@ -393,7 +383,7 @@ def _leadership_problems(
 
 
 def _membership_problems(
-    topology: Topology, reference: MemberView, found: _Findings, silent: Collection[str] = ()
+    topology: Topology, reference: MemberView, found: Findings, silent: Collection[str] = ()
 ) -> None:
     """Inventory members missing from /cluster, and members the inventory does not know;
     ``silent`` names the members whose REST API did not answer."""
@@ -438,7 +428,7 @@ def _states(topology: Topology, members: Sequence[Member]) -> str:
 def patroni_leader(topology: Topology, ctx: CheckContext) -> CheckResult:
     """Every member's REST API answers, /cluster lists every member and exactly one leader."""
     views = member_views(topology, ctx)
-    found = _Findings()
+    found = Findings()
     _answer_problems(topology, views, found)
     reference = cluster_view(views)
     duration = max((v.duration for v in views), default=0.0)
@@ -447,8 +437,8 @@ def patroni_leader(topology: Topology, ctx: CheckContext) -> CheckResult:
             "patroni leader",
             COMPONENT,
             False,
-            f"no member answered /cluster: {'; '.join(found.problems)}",
-            fix=" ".join(found.fixes),
+            f"no member answered /cluster: {found.detail}",
+            fix=found.fix,
             endpoint=f"{api_url(views[0].host)}/cluster",
             duration=duration,
         )
@@ -463,8 +453,8 @@ def patroni_leader(topology: Topology, ctx: CheckContext) -> CheckResult:
             "patroni leader",
             COMPONENT,
             False,
-            f"{'; '.join(found.problems)} [{states}]",
-            fix=" ".join(found.fixes),
+            f"{found.detail} [{states}]",
+            fix=found.fix,
             endpoint=endpoint,
             duration=duration,
         )

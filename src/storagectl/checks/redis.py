@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from storagectl.checks.base import (
     CheckContext,
     CheckResult,
+    Findings,
     cluster_check,
     host_check,
     parallel_map,
@@ -155,36 +156,35 @@ def redis_reachable(topology: Topology, host: Host, ctx: CheckContext) -> CheckR
         client.close()
     role = str(replication.get("role") or "?")
     summary = f"PONG; redis {version}; role {role}; maxmemory-policy {policy}; aof_enabled {aof}"
-    problems: list[str] = []
-    fixes: list[str] = []
+    found = Findings()
     if policy != REQUIRED_POLICY:
-        problems.append(f"maxmemory-policy is {policy}, JuiceFS needs {REQUIRED_POLICY}")
-        fixes.append(
+        found.add(
+            f"maxmemory-policy is {policy}, JuiceFS needs {REQUIRED_POLICY}",
             f"Set maxmemory-policy {REQUIRED_POLICY} in /etc/redis/redis.conf on {host.name} "
             "(rerun deploy) and CONFIG SET it on the running server: evicted keys are lost "
-            "JuiceFS metadata."
+            "JuiceFS metadata.",
         )
     if str(aof) != "1":
-        problems.append("AOF persistence is off (aof_enabled 0)")
-        fixes.append(
+        found.add(
+            "AOF persistence is off (aof_enabled 0)",
             f"Set appendonly yes in /etc/redis/redis.conf on {host.name} (rerun deploy) and "
-            "CONFIG SET appendonly yes: without it a restart loses recent metadata."
+            "CONFIG SET appendonly yes: without it a restart loses recent metadata.",
         )
     first = metadata_host(topology)
     is_metadata = first is not None and first.name == host.name
     if is_metadata and not sentinel_enabled(topology) and role != "master":
-        problems.append(f"it is the JuiceFS metadata server but its role is {role}")
-        fixes.append(
+        found.add(
+            f"it is the JuiceFS metadata server but its role is {role}",
             f"JuiceFS writes its metadata to {host.name}: run REPLICAOF NO ONE there, or "
-            "enable redis_sentinel_enabled so clients follow the master."
+            "enable redis_sentinel_enabled so clients follow the master.",
         )
-    if problems:
+    if found.problems:
         return CheckResult(
             "redis reachable",
             COMPONENT,
             False,
-            f"{'; '.join(problems)} ({summary})",
-            fix=" ".join(fixes),
+            f"{found.detail} ({summary})",
+            fix=found.fix,
         )
     return CheckResult("redis reachable", COMPONENT, True, summary)
 
@@ -303,37 +303,39 @@ def redis_sentinel(topology: Topology, ctx: CheckContext) -> list[CheckResult]:
         ]
     master = by_address[named[0]]
     others = len(hosts) - 1
-    problems: list[str] = []
-    fixes: list[str] = []
+    found = Findings()
     for view in views:
         where = view.host.name
         if view.count("num-other-sentinels") < others:
-            problems.append(
-                f"{where} sees {view.count('num-other-sentinels')} other Sentinel(s), not {others}"
+            found.add(
+                f"{where} sees {view.count('num-other-sentinels')} other Sentinel(s), not {others}",
+                _sentinel_fix(view.host, "Sentinels find each other through the master"),
             )
-            fixes.append(_sentinel_fix(view.host, "Sentinels find each other through the master"))
         if view.count("num-slaves") < others:
-            problems.append(f"{where} sees {view.count('num-slaves')} replica(s), not {others}")
-            fixes.append(redis_fix(master, "a replica does not replicate the master"))
+            found.add(
+                f"{where} sees {view.count('num-slaves')} replica(s), not {others}",
+                redis_fix(master, "a replica does not replicate the master"),
+            )
         flags = view.fields.get("flags", "")
         if "down" in flags:
-            problems.append(f"{where} flags the master {flags}")
-            fixes.append(redis_fix(master))
+            found.add(f"{where} flags the master {flags}", redis_fix(master))
         if not view.quorum_ok:
-            problems.append(f"{where}: CKQUORUM {view.quorum_answer}")
-            fixes.append(_sentinel_fix(view.host, "a majority of Sentinels must be reachable"))
+            found.add(
+                f"{where}: CKQUORUM {view.quorum_answer}",
+                _sentinel_fix(view.host, "a majority of Sentinels must be reachable"),
+            )
     summary = (
         f"master {master.name} ({named[0]}), agreed by {len(views)} Sentinel(s); each sees "
         f"{others} replica(s) and {others} other Sentinel(s); failover possible (CKQUORUM OK)"
     )
-    if problems:
+    if found.problems:
         return [
             CheckResult(
                 name,
                 COMPONENT,
                 False,
-                f"master {master.name} ({named[0]}): {'; '.join(problems)}",
-                fix=" ".join(dict.fromkeys(fixes)),
+                f"master {master.name} ({named[0]}): {found.detail}",
+                fix=found.fix,
                 endpoint=endpoint,
             )
         ]

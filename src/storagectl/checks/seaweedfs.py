@@ -47,6 +47,7 @@ import requests
 from storagectl.checks.base import (
     CheckContext,
     CheckResult,
+    Findings,
     cluster_check,
     host_check,
     parallel_map,
@@ -867,14 +868,8 @@ class _PlacementProbe:
     writer: Host
     url: str
     data: bytes
-    problems: list[str] = field(default_factory=list)
-    fixes: list[str] = field(default_factory=list)
+    findings: Findings = field(default_factory=Findings)
     found: list[str] = field(default_factory=list)
-
-    def problem(self, text: str, fix: str) -> None:
-        self.problems.append(text)
-        if fix not in self.fixes:
-            self.fixes.append(fix)
 
     @property
     def shell(self) -> str:
@@ -891,10 +886,10 @@ class _PlacementProbe:
         try:
             chunks = _chunks(entry)
         except ValueError as exc:
-            self.problem(str(exc), writer_fix)
+            self.findings.add(str(exc), writer_fix)
             return
         if not chunks:
-            self.problem(
+            self.findings.add(
                 f"{self.writer.name} kept the {_size(len(self.data))} file inline in its store "
                 "(no chunk on a volume server)",
                 f"Lower -saveToFilerLimit of {UNITS[FILER]} on {self.writer.name} below 64 KiB.",
@@ -914,7 +909,7 @@ class _PlacementProbe:
             response = self.session.put(self.url, params=params, data=self.data, timeout=timeout)
             if response.status_code not in (200, 201):
                 want = copy_count(self.placement)
-                self.problem(
+                self.findings.add(
                     f"PUT through {name}: HTTP {response.status_code} "
                     f"{response.text[:160].strip()}".rstrip(),
                     f"The cluster must hold {want} copies of placement {self.placement} "
@@ -926,12 +921,12 @@ class _PlacementProbe:
             response = self.session.get(self.url, params={"metadata": "true"}, timeout=timeout)
             entry = response.json() if response.status_code == 200 else None
         except requests.RequestException as exc:
-            self.problem(f"through {name}: {http_error(exc)}", writer_fix)
+            self.findings.add(f"through {name}: {http_error(exc)}", writer_fix)
             return None
         except ValueError:
             entry = None
         if not isinstance(entry, dict):
-            self.problem(
+            self.findings.add(
                 f"GET {self.url}?metadata=true: HTTP {response.status_code}, no entry as JSON",
                 writer_fix,
             )
@@ -942,7 +937,7 @@ class _PlacementProbe:
         """Placement and content of every copy of ``volume``, which holds ``chunks``."""
         locations, error = _lookup_volume(self.topology, self.session, volume, self.ctx)
         if locations is None:
-            self.problem(
+            self.findings.add(
                 f"no master answered the lookup of volume {volume}: {error}",
                 "Fix the masters first (see the master checks), then rerun.",
             )
@@ -950,7 +945,7 @@ class _PlacementProbe:
         copies = _copies_of(self.topology, locations)
         strangers = [c.url for c in copies if c.name == c.url]
         if strangers:
-            self.problem(
+            self.findings.add(
                 f"volume {volume} has copies on {', '.join(strangers)}, not volume servers of "
                 "the inventory",
                 "Add those volume servers to the inventory with their data center and rack, or "
@@ -965,7 +960,8 @@ class _PlacementProbe:
             label = f"volume {volume} (placement {actual})" if actual else f"volume {volume}"
             if actual and actual != self.placement:
                 kind = "count"  # the volume was created with another placement: masters' fault
-            self.problem(f"{label}: {text}: {where}", self._placement_fix(kind, volume, actual))
+            fix = self._placement_fix(kind, volume, actual)
+            self.findings.add(f"{label}: {text}: {where}", fix)
         for chunk in chunks:
             self._read_copies(chunk, copies)
         self.found.append(f"volume {volume} has {_copies(len(copies))} on {where}")
@@ -1016,22 +1012,23 @@ class _PlacementProbe:
             try:
                 response = self.session.get(url, timeout=self.ctx.http_timeout)
             except requests.RequestException as exc:
-                self.problem(
+                self.findings.add(
                     f"copy on {copy.name} ({url}): {http_error(exc)}",
                     f"Look on {copy.name}: systemctl status {UNITS[VOLUME]}; "
                     f"journalctl -u {UNITS[VOLUME]} -n 100.",
                 )
                 continue
             if response.status_code in (401, 403):
-                self.problem(
+                self.findings.add(
                     f"copy on {copy.name} ({url}): HTTP {response.status_code}",
                     "The volume servers want a JWT for reads ([jwt.signing.read] in "
                     "security.toml): read the copies by hand with a signed request.",
                 )
             elif response.status_code != 200:
-                self.problem(f"copy on {copy.name} ({url}): HTTP {response.status_code}", repair)
+                problem = f"copy on {copy.name} ({url}): HTTP {response.status_code}"
+                self.findings.add(problem, repair)
             elif hashlib.sha256(response.content).digest() != digest:
-                self.problem(
+                self.findings.add(
                     f"copy on {copy.name} ({url}) holds {_size(len(response.content))} "
                     f"differing from the {_size(len(expected))} written",
                     repair,
@@ -1069,19 +1066,19 @@ def replica_placement(topology: Topology, ctx: CheckContext) -> list[CheckResult
             probe.run(params)
         finally:
             deleted = _delete(session, url, ctx, {})
-    if not probe.problems and deleted:
-        probe.problem(
+    if not probe.findings.problems and deleted:
+        probe.findings.add(
             f"checked every copy but DELETE {probe.url} failed: {deleted}",
             _journal_fix(writer, FILER),
         )
-    if probe.problems:
+    if probe.findings.problems:
         return [
             CheckResult(
                 "replica placement",
                 COMPONENT,
                 False,
-                f"placement {placement}: {'; '.join(probe.problems)} (file {probe.url})",
-                fix=" ".join(probe.fixes),
+                f"placement {placement}: {probe.findings.detail} (file {probe.url})",
+                fix=probe.findings.fix,
                 endpoint=_filer_base(topology, writer),
             )
         ]
