@@ -150,6 +150,21 @@ def benchmark_main(
     )
 
 
+def milestones_line(
+    head: str, steps: Sequence[tuple[float | None, str, str]], bound_s: float, error: str = ""
+) -> str:
+    """``head; <done> after A s; ...`` with ``no <missing> within <bound_s> s`` for each step
+    ``(seconds, done, missing)`` that did not happen, then `` (error)`` when there is one."""
+    parts = [head]
+    for seconds, done, missing in steps:
+        if seconds is None:
+            parts.append(f"no {missing} within {bound_s:g} s")
+        else:
+            parts.append(f"{done} after {seconds:.2f} s")
+    line = "; ".join(parts)
+    return f"{line} ({error})" if error else line
+
+
 def summarise_first_writes(rounds: Sequence[Any], target_s: float | None) -> dict[str, Any]:
     """Median and max ``first_write_s`` over the rounds that recovered (``ok``); ``target_s``
     None when the benchmark has no target."""

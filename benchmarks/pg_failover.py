@@ -51,6 +51,7 @@ from _common import (
     benchmark_main,
     first_write_line,
     load,
+    milestones_line,
     repeat_parser,
     run_on,
     run_rounds,
@@ -156,21 +157,16 @@ def rejoined(members: Sequence[Member] | None, name: str) -> bool:
 def round_line(result: Round) -> str:
     """``round N: primary <host> killed; new leader <host> after A s; :5000 primary after B s;
     first filer write after C s`` (what did not happen is said instead)."""
-    parts = [f"round {result.number}: primary {result.killed} killed"]
-    if result.new_leader_s is not None:
-        parts.append(f"new leader {result.new_leader} after {result.new_leader_s:.2f} s")
-    else:
-        parts.append(f"no new leader within {BOUND_SECONDS:g} s")
-    if result.primary_s is not None:
-        parts.append(f":5000 primary after {result.primary_s:.2f} s")
-    else:
-        parts.append(f"no primary on :5000 within {BOUND_SECONDS:g} s")
-    if result.first_write_s is not None:
-        parts.append(f"first filer write after {result.first_write_s:.2f} s")
-    else:
-        parts.append(f"no filer write within {BOUND_SECONDS:g} s")
-    line = "; ".join(parts)
-    return f"{line} ({result.error})" if result.error else line
+    return milestones_line(
+        f"round {result.number}: primary {result.killed} killed",
+        [
+            (result.new_leader_s, f"new leader {result.new_leader}", "new leader"),
+            (result.primary_s, ":5000 primary", "primary on :5000"),
+            (result.first_write_s, "first filer write", "filer write"),
+        ],
+        BOUND_SECONDS,
+        result.error,
+    )
 
 
 def summarise(rounds: Sequence[Round]) -> dict[str, Any]:

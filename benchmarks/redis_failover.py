@@ -40,6 +40,7 @@ from _common import (
     benchmark_main,
     first_write_line,
     load,
+    milestones_line,
     repeat_parser,
     run_on,
     run_rounds,
@@ -118,17 +119,15 @@ def agreed_master(views: Sequence[SentinelView], hosts: Sequence[Host]) -> str |
 def round_line(result: Round) -> str:
     """``round N: master <host> killed; new master <host> after A s; first JuiceFS write after
     B s`` (what did not happen is said instead)."""
-    parts = [f"round {result.number}: master {result.killed} killed"]
-    if result.new_master_s is not None:
-        parts.append(f"new master {result.new_master} after {result.new_master_s:.2f} s")
-    else:
-        parts.append(f"no new master within {BOUND_SECONDS:g} s")
-    if result.first_write_s is not None:
-        parts.append(f"first JuiceFS write after {result.first_write_s:.2f} s")
-    else:
-        parts.append(f"no JuiceFS write within {BOUND_SECONDS:g} s")
-    line = "; ".join(parts)
-    return f"{line} ({result.error})" if result.error else line
+    return milestones_line(
+        f"round {result.number}: master {result.killed} killed",
+        [
+            (result.new_master_s, f"new master {result.new_master}", "new master"),
+            (result.first_write_s, "first JuiceFS write", "JuiceFS write"),
+        ],
+        BOUND_SECONDS,
+        result.error,
+    )
 
 
 def summarise(rounds: Sequence[Round]) -> dict[str, Any]:
