@@ -32,7 +32,15 @@ from typing import Any
 
 from storagectl import remote
 from storagectl.checks.base import CheckContext, CheckResult, cluster_check, host_check
-from storagectl.checks.redis import REDIS, REDIS_UNIT, metadata_host, redis_port, sentinel_enabled
+from storagectl.checks.redis import (
+    REDIS,
+    REDIS_UNIT,
+    master_name,
+    metadata_host,
+    redis_port,
+    sentinel_enabled,
+    sentinel_port,
+)
 from storagectl.checks.seaweedfs import host_port
 from storagectl.inventory import Host, Topology
 
@@ -48,8 +56,6 @@ DEFAULTS: dict[str, Any] = {
     "juicefs_mountpoint": "/data",
     "juicefs_subdir_mounts": [],
     "juicefs_backend": "rustfs",
-    "redis_sentinel_port": 26379,
-    "redis_sentinel_master_name": "storagectl",
 }
 VERIFY_DIR = ".storagectl-verify"
 FSTYPE = "fuse.juicefs"
@@ -99,10 +105,8 @@ def meta_url(topology: Topology, host: Host) -> str:
     db = int(_var(host, "juicefs_meta_db"))
     redis_hosts = topology.component(REDIS)
     if sentinel_enabled(topology) and redis_hosts:
-        port = int(_var(host, "redis_sentinel_port"))
-        master = str(_var(host, "redis_sentinel_master_name"))
         sentinels = ",".join(h.address for h in redis_hosts)
-        return f"redis://{master},{sentinels}:{port}/{db}"
+        return f"redis://{master_name(topology)},{sentinels}:{sentinel_port(host)}/{db}"
     first = metadata_host(topology)
     if first is None:
         raise ValueError("the redis group has no host: no JuiceFS metadata server")
