@@ -83,6 +83,11 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+def _error_line(exc: Exception, secret: str) -> str:
+    """The first line of ``exc`` without ``secret`` (its type name when it says nothing)."""
+    return _scrub(str(exc), secret).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def _endpoint(topology: Topology, host: Host) -> str:
     return f"redis://{redis_address(host)}"
 
@@ -144,7 +149,7 @@ def redis_reachable(topology: Topology, host: Host, ctx: CheckContext) -> CheckR
             fix=redis_fix(host, "the password may lack rights (ACL) for PING/CONFIG/INFO"),
         )
     except redis.RedisError as exc:
-        message = _scrub(str(exc), password).splitlines()[0] if str(exc) else type(exc).__name__
+        message = _error_line(exc, password)
         return CheckResult(
             "redis reachable",
             COMPONENT,
@@ -246,11 +251,7 @@ def sentinel_view(topology: Topology, host: Host, ctx: CheckContext) -> Sentinel
         except redis.ResponseError as exc:
             view.quorum_answer = str(exc)
     except redis.RedisError as exc:
-        view.error = (
-            _scrub(str(exc), redis_password(host)).splitlines()[0]
-            if str(exc)
-            else (type(exc).__name__)
-        )
+        view.error = _error_line(exc, redis_password(host))
     finally:
         client.close()
     return view
