@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,14 @@ class BenchmarkError(Exception):
 def load(inventory: str | Path) -> Topology:
     """The topology of ``inventory``, loaded as ``storagectl verify`` loads it."""
     return load_topology([inventory])
+
+
+def storagectl() -> str:
+    """The storagectl console script next to this Python, else the one on PATH."""
+    candidate = Path(sys.executable).parent / "storagectl"
+    if candidate.is_file():
+        return str(candidate)
+    return shutil.which("storagectl") or str(candidate)
 
 
 def run_on(

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from _common import DEFAULT_INVENTORY
+from _common import DEFAULT_INVENTORY, storagectl
 
 from storagectl.paths import PROJECT_ROOT
 
@@ -78,14 +76,6 @@ def result_line(first: Timed, second: Timed, verify: Timed) -> str:
         f"{percent(second.seconds, first.seconds):.0f}% of first), "
         f"verify: {verify.seconds:.1f} s rc={verify.rc}"
     )
-
-
-def storagectl() -> str:
-    """The storagectl console script next to this Python, else the one on PATH."""
-    candidate = Path(sys.executable).parent / "storagectl"
-    if candidate.is_file():
-        return str(candidate)
-    return shutil.which("storagectl") or str(candidate)
 
 
 def timed(args: Sequence[str], *, quiet: bool) -> Timed:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import fail, repeat_parser
+from _common import fail, repeat_parser, storagectl
 
 from storagectl.paths import PROJECT_ROOT
 
@@ -179,14 +178,6 @@ def summary_line(summary: Mapping[str, Any]) -> str:
 
 
 # --- running verify -------------------------------------------------------------------------
-
-
-def storagectl() -> str:
-    """The storagectl console script next to this Python, else the one on PATH."""
-    candidate = Path(sys.executable).parent / "storagectl"
-    if candidate.is_file():
-        return str(candidate)
-    return shutil.which("storagectl") or str(candidate)
 
 
 def verify_once(number: int, inventory: str) -> Run:
