@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         topology = load(args.inventory)
-        clients = topology.component(CLIENT)
+        clients = topology.group(CLIENT)
         host = next((h for h in clients if h.name == args.client), None) if args.client else None
         host = host or (clients[0] if clients and not args.client else None)
         if host is None:

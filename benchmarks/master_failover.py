@@ -40,17 +40,11 @@ from _common import (
 )
 
 from storagectl.checks.base import CheckContext, parallel_map
-from storagectl.checks.seaweedfs import (
-    MASTER,
-    UNITS,
-    _cluster_status,
-    _strip_grpc,
-    host_port,
-    http_error,
-    http_session,
-    port_of,
-)
+from storagectl.checks.seaweedfs import UNITS, _cluster_status, _strip_grpc
+from storagectl.checks.transfer import http_error, http_session
+from storagectl.endpoints import weed_address
 from storagectl.inventory import Host, Topology
+from storagectl.inventory.groups import MASTER
 
 MAX_ROUNDS = 10
 POLL_SECONDS = 0.05
@@ -92,7 +86,7 @@ def leader_address(status: Mapping[str, Any] | None) -> str:
 
 def master_endpoints(topology: Topology) -> dict[str, Host]:
     """``storage_address:port`` of every master -> its inventory host."""
-    return {host_port(h.address, port_of(h, MASTER)): h for h in topology.component(MASTER)}
+    return {weed_address(h, MASTER): h for h in topology.group(MASTER)}
 
 
 def host_of(address: str, endpoints: Mapping[str, Host]) -> str:
@@ -259,7 +253,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> tuple[list[Round], str]:
     """Every round; (the rounds, why the benchmark stopped early or "")."""
     topology = load(args.inventory)
-    masters = topology.component(MASTER)
+    masters = topology.group(MASTER)
     if len(masters) < 3:
         raise BenchmarkError(
             f"{len(masters)} master(s) in {args.inventory}: failover needs at least 3 "

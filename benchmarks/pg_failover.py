@@ -75,7 +75,7 @@ from storagectl.checks.postgres import (
     replica_ready,
     server_role,
 )
-from storagectl.checks.seaweedfs import http_session
+from storagectl.checks.transfer import http_session
 from storagectl.inventory import Host, Topology
 
 MAX_ROUNDS = 5
@@ -240,7 +240,7 @@ def failover(
     """Crash ``killed`` (the leader) and time the new leader, the primary behind HAProxy and
     the first filer write, probed side by side."""
     result = Round(number=number, killed=killed.name)
-    lb = topology.component(HAPROXY)[0]
+    lb = topology.group(HAPROXY)[0]
     db = listener(topology, lb, "haproxy_postgres_rw_port")
     write_url = f"{_filer_frontend(topology, lb)}{BENCH_DIR}/{uuid.uuid4().hex}"
     payload = os.urandom(PAYLOAD_BYTES)
@@ -305,20 +305,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def preflight(topology: Topology, inventory: str) -> list[Host]:
     """The postgres members; BenchmarkError when the inventory cannot show a failover."""
-    members = topology.component(POSTGRES)
+    members = topology.group(POSTGRES)
     if len(members) < 2:
         raise BenchmarkError(
             f"{len(members)} postgres member(s) in {inventory}: failover needs at least 2 "
             "(storagectl lab up --topology ha)"
         )
-    if not topology.component(HAPROXY):
+    if not topology.group(HAPROXY):
         raise BenchmarkError(f"no haproxy host in {inventory}: nothing to write through")
     if not filers_on_postgres(topology):
         raise BenchmarkError(
             f"no filer has seaweedfs_filer_store: postgres2 in {inventory}: the filers do not "
             "use PostgreSQL, so its failover does not stop their writes"
         )
-    if not listener(topology, topology.component(HAPROXY)[0], "haproxy_postgres_rw_port").password:
+    if not listener(topology, topology.group(HAPROXY)[0], "haproxy_postgres_rw_port").password:
         raise BenchmarkError("seaweedfs_filer_db_password is not set in the inventory")
     return members
 

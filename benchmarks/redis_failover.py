@@ -164,7 +164,7 @@ def poll(
 def failover(number: int, killed: Host, *, topology: Topology, client: Host) -> Round:
     """Crash ``killed`` (the master) and time the new master and the first JuiceFS write."""
     result = Round(number=number, killed=killed.name)
-    hosts = topology.component(REDIS)
+    hosts = topology.group(REDIS)
     survivors = [h for h in hosts if h.name != killed.name]
     mountpoint = str(client.var("juicefs_mountpoint", default="/data")).rstrip("/")
     path = f"{mountpoint}/{BENCH_DIR}/{uuid.uuid4().hex}"
@@ -215,7 +215,7 @@ def restore(killed: Host, topology: Topology) -> str:
         run_on(killed, *RESTORE_COMMAND)
     except BenchmarkError as exc:
         return str(exc)
-    hosts = topology.component(REDIS)
+    hosts = topology.group(REDIS)
     deadline = time.monotonic() + REJOIN_SECONDS
     while time.monotonic() < deadline:
         every = views(topology, hosts)
@@ -239,8 +239,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> tuple[list[Round], str]:
     """The rounds (stopping at the first whose Redis did not rejoin) and why it stopped."""
     topology = load(args.inventory)
-    hosts = topology.component(REDIS)
-    clients = topology.component(CLIENT)
+    hosts = topology.group(REDIS)
+    clients = topology.group(CLIENT)
     if not sentinel_enabled(topology) or len(hosts) < 3:
         raise BenchmarkError("needs Redis under Sentinel (redis_sentinel_enabled, 3+ redis hosts)")
     if not clients:

@@ -43,6 +43,8 @@ import requests
 import yaml
 from psycopg import sql
 
+from storagectl.paths import PROJECT_ROOT as PROJECT
+
 WEED_ACCESS_KEY = "storagectl-test-access"
 WEED_SECRET_KEY = "storagectl-test-secret-0123456789"
 READY_TIMEOUT = 45.0
@@ -279,17 +281,15 @@ def free_ports() -> Callable[[int], list[int]]:
 
 @pytest.fixture
 def project_root(tmp_path: Path) -> Path:
-    """A minimal project root: the top-level group_vars of the real project, no roles.
+    """A project root with the real project's top-level group_vars and role defaults.
 
-    Tests load inventories against it (``basedir=``) so they do not depend on role defaults
-    other people are editing; ``test_real_project_defaults`` covers the real project.
+    Tests load inventories against it (``basedir=``): the checks read every default from the
+    roles, as they do against the real project, while each test's inventory stays its own.
     """
     root = tmp_path / "project"
-    (root / "group_vars" / "all").mkdir(parents=True)
-    (root / "roles").mkdir()
-    (root / "group_vars" / "all" / "main.yml").write_text(
-        'storage_address: "{{ ansible_host | default(inventory_hostname) }}"\n'
-    )
+    shutil.copytree(PROJECT / "group_vars", root / "group_vars")
+    for defaults in (PROJECT / "roles").glob("*/defaults"):
+        shutil.copytree(defaults, root / "roles" / defaults.parent.name / "defaults")
     return root
 
 

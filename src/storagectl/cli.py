@@ -342,26 +342,6 @@ def _verify_error(args: argparse.Namespace, message: str, code: RC) -> int:
     return code
 
 
-def _storage(topology: Topology, results: list[Any]) -> dict[str, Any]:
-    """The ``storage`` block of ``verify --format json`` for ``topology``."""
-    from storagectl import report
-    from storagectl.checks.juicefs import CLIENT, DEFAULTS
-    from storagectl.checks.rustfs import RUSTFS
-    from storagectl.inventory import VariableError
-
-    try:
-        clients = topology.component(CLIENT)
-        rustfs = bool(topology.component(RUSTFS))
-        volume = (
-            str(clients[0].var("juicefs_volume_name", default=DEFAULTS["juicefs_volume_name"]))
-            if clients
-            else None
-        )
-    except VariableError:
-        clients, rustfs, volume = [], False, None
-    return report.storage_block(results, juicefs_volume=volume, rustfs_hosts=rustfs)
-
-
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """No cyclic garbage collection inside: importing the check modules and Ansible creates
@@ -402,7 +382,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"(components: {', '.join(sorted({c.component for c in checks}))})",
             RC.INVALID_INVENTORY,
         )
-    report.print_report(results, args.format, storage=_storage(topology, results), elapsed=elapsed)
+    storage = report.storage_block(topology, results)
+    report.print_report(results, args.format, storage=storage, elapsed=elapsed)
     if args.junit:
         try:
             report.write_junit(results, args.junit)
@@ -419,20 +400,11 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _components(topology: Topology) -> str:
-    """Host count of every component group that has hosts, e.g. "seaweedfs_master 3"."""
-    from storagectl.inventory.validate import PORTS
-
-    logical = dict.fromkeys(service.group for service in PORTS)
-    counts = [(name, len(topology.component(name))) for name in logical]
-    return ", ".join(f"{name} {count}" for name, count in counts if count)
-
-
 def cmd_inventory_check(args: argparse.Namespace) -> int:
     """Check the inventory against the rules deploy enforces; print OK or every problem."""
     from dataclasses import asdict
 
-    from storagectl.inventory import InventoryError
+    from storagectl.inventory import InventoryError, groups
     from storagectl.inventory.validate import validate
 
     inventories = _inventories(args)
@@ -453,7 +425,7 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
             _progress(str(problem))
         _progress(f"{_count(len(problems), 'problem')}: fix the inventory before deploying")
     else:
-        summary = _components(topology)
+        summary = groups.summary(topology)
         _progress(
             f"inventory OK: {_count(len(topology.hosts), 'host')}"
             + (f" ({summary})" if summary else "")
@@ -463,82 +435,29 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
 
 # --- aegis-config --------------------------------------------------------------------------
 
-S3_REGION_DEFAULT = "us-east-1"
-
-
-def _url(address: str, port: Any) -> str:
-    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-    return f"http://{host}:{port}"
-
-
-def _endpoint(
-    topology: Topology, override: str, via_haproxy: tuple[str, str], direct: tuple[str, str, str]
-) -> tuple[str, str | None]:
-    """One URL: the inventory's override, else HAProxy's frontend, else the first backend.
-
-    ``via_haproxy`` is (port variable, default); ``direct`` is (logical group, port variable,
-    what). Returns the URL and a note for stderr when the load balancer is bypassed.
-    """
-    value = topology.var(override, default=None)
-    if value:
-        return str(value).rstrip("/"), None
-    balancers = topology.component("haproxy")
-    if balancers:
-        first = balancers[0]
-        address = str(first.var("haproxy_bind_address", default=first.address))
-        port_variable, port_default = via_haproxy
-        return _url(address, first.var(port_variable, default=port_default)), None
-    logical, port_variable, what = direct
-    hosts = topology.component(logical)
-    if not hosts:
-        raise CommandError(
-            f"{override}: the inventory has no haproxy host and no {logical} host to take the "
-            f"{what} URL from. Fix: set {override} (a VIP or DNS name), or put hosts in groups "
-            f"haproxy and {logical}",
-            RC.INVALID_INVENTORY,
-        )
-    first = hosts[0]
-    url = _url(first.address, first.var(port_variable))
-    note = (
-        f"no haproxy host: {what} URL is the first {logical} host ({first.name}) directly, "
-        f"without failover; set {override} or add an haproxy group"
-    )
-    return url, note
-
-
-def aegis_storage(topology: Topology) -> tuple[dict[str, str], list[str]]:
-    """The ``spec.storage`` block of an AEGIS node config, and notes for stderr."""
-    filer_url, filer_note = _endpoint(
-        topology,
-        "storage_filer_url",
-        ("haproxy_filer_port", "8888"),
-        ("seaweedfs_filer", "seaweedfs_filer_port", "filer"),
-    )
-    s3_endpoint, s3_note = _endpoint(
-        topology,
-        "storage_s3_endpoint",
-        ("haproxy_s3_port", "8333"),
-        ("seaweedfs_s3", "seaweedfs_s3_port", "S3"),
-    )
-    region = str(topology.var("seaweedfs_s3_region", default=S3_REGION_DEFAULT))
-    storage = {"filer_url": filer_url, "s3_endpoint": s3_endpoint, "s3_region": region}
-    return storage, [note for note in (filer_note, s3_note) if note]
-
 
 def cmd_aegis_config(args: argparse.Namespace) -> int:
     """Print the ``spec.storage`` block an AEGIS node configuration needs."""
     import yaml
 
+    from storagectl import endpoints
     from storagectl.inventory import InventoryError
 
     inventories = _inventories(args)
     try:
-        storage, notes = aegis_storage(_load_topology(args, inventories))
+        topology = _load_topology(args, inventories)
+        filer, s3 = endpoints.filer_url(topology), endpoints.s3_endpoint(topology)
+        region = endpoints.s3_region(topology)
     except InventoryError as exc:
         _err(str(exc))
         return RC.INVALID_INVENTORY
-    for note in notes:
-        sys.stderr.write(f"{PROG}: note: {note}\n")
+    except endpoints.EndpointError as exc:
+        _err(str(exc))
+        return RC.INVALID_INVENTORY
+    for note in (filer.note, s3.note):
+        if note:
+            sys.stderr.write(f"{PROG}: note: {note}\n")
+    storage = {"filer_url": filer.url, "s3_endpoint": s3.url, "s3_region": region}
     document = {"spec": {"storage": storage}}
     if args.format == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")

@@ -34,6 +34,7 @@ from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
 from storagectl.checks.base import CheckResult
+from storagectl.inventory import Topology, VariableError, groups
 
 __all__ = [
     "print_report",
@@ -144,20 +145,20 @@ def _all_ok(results: Sequence[CheckResult]) -> bool | None:
     return all(r.ok for r in results) if results else None
 
 
-def storage_block(
-    results: Sequence[CheckResult], *, juicefs_volume: str | None, rustfs_hosts: bool
-) -> dict[str, Any]:
-    """The ``storage`` block of the JSON document.
-
-    ``juicefs_volume`` is the volume's name when the inventory has JuiceFS clients (else None);
-    ``rustfs_hosts`` whether it has RustFS hosts.
-    """
+def storage_block(topology: Topology, results: Sequence[CheckResult]) -> dict[str, Any]:
+    """The ``storage`` block of the JSON document: are the JuiceFS mounts up and RustFS healthy
+    (None when the inventory has none), and the JuiceFS volume's name."""
     mounts = [r for r in results if r.component == "juicefs" and r.name == "juicefs mount"]
     rustfs = [r for r in results if r.component == "rustfs"]
+    try:
+        clients = topology.group(groups.JUICEFS_CLIENT)
+        volume = str(clients[0].var("juicefs_volume_name")) if clients else None
+    except VariableError:
+        volume = None
     return {
-        "juicefs_mounted": _all_ok(mounts) if juicefs_volume is not None else None,
-        "rustfs_healthy": _all_ok(rustfs) if rustfs_hosts else None,
-        "juicefs_volume": juicefs_volume,
+        "juicefs_mounted": _all_ok(mounts) if volume is not None else None,
+        "rustfs_healthy": _all_ok(rustfs) if topology.group(groups.RUSTFS) else None,
+        "juicefs_volume": volume,
     }
 
 

@@ -470,7 +470,7 @@ redis_failover = _import("redis_failover")
 
 
 def test_redis_master_is_the_one_every_sentinel_names(ha_topology: Topology) -> None:
-    hosts = ha_topology.component(REDIS)
+    hosts = ha_topology.group(REDIS)
     assert [h.name for h in hosts] == ["lab-ha-1", "lab-ha-2", "lab-ha-3"]
 
     def view(host_index: int, master: str, error: str = "") -> SentinelView:

@@ -90,21 +90,6 @@ def test_no_haproxy_host_means_no_haproxy_check(
     assert verify(cluster_inventory(), project_root) == []
 
 
-def test_haproxy_group_override_is_honoured(
-    haproxy_lb: HAProxy, cluster_inventory: MakeInventory, project_root: Path
-) -> None:
-    inventory = cluster_inventory(
-        extra_hosts={"edge1": (["edge"], haproxy_lb.host_vars())},
-        all_vars={"haproxy_group": "edge"},
-    )
-    results = verify(inventory, project_root)
-    assert [(r.name, r.host, r.ok) for r in results] == [
-        ("haproxy backends", "edge1", True),
-        ("haproxy filer", "edge1", True),
-        ("haproxy s3", "edge1", True),
-    ]
-
-
 def test_wildcard_bind_address_is_probed_on_the_storage_address(
     haproxy_lb: HAProxy, cluster_inventory: MakeInventory, project_root: Path
 ) -> None:

@@ -220,7 +220,7 @@ def test_sessions_match_by_host_name_or_address(tmp_path: Path, project_root: Pa
         all_vars={"redis_password": "secret"},
     )
     topology = load_topology([inventory], basedir=project_root)
-    edge1, edge2 = topology.component("juicefs_client")
+    edge1, edge2 = topology.group("juicefs_client")
     assert meta_url(topology, edge1) == "redis://10.0.0.5:6379/2"
     assert mounts_of(edge2) == [
         Mount("juicefs-data", "/data"),
@@ -252,7 +252,7 @@ def test_remote_runs_local_hosts_here_and_others_over_ssh(
             }
         },
     )
-    here, there = load_topology([inventory], basedir=project_root).component("juicefs_client")
+    here, there = load_topology([inventory], basedir=project_root).group("juicefs_client")
     assert remote.is_local(here)
     assert not remote.is_local(there)
     assert remote.run_shell(here, "hostname").stdout.strip() == socket.gethostname()

@@ -448,7 +448,7 @@ def test_leadership_problems(tmp_path: Path, project_root: Path) -> None:
     hosts = {f"pg{i}": {"ansible_host": f"10.0.0.1{i}"} for i in (1, 2, 3)}
     inventory = write_inventory(tmp_path / "inv", {"postgres": hosts, "etcd": hosts})
     topology = load_topology([inventory], basedir=project_root)
-    members = topology.component("postgres")
+    members = topology.group("postgres")
 
     def views(*bodies: dict[str, Any]) -> list[MemberView]:
         return [
@@ -498,7 +498,7 @@ def test_match_members_by_name_then_rest_api(tmp_path: Path, project_root: Path)
     hosts = {"pg1": {"ansible_host": "10.0.0.11"}, "db-b": {"ansible_host": "10.0.0.12"}}
     inventory = write_inventory(tmp_path / "inv", {"postgres": hosts})
     topology = load_topology([inventory], basedir=project_root)
-    matched = match_members(parse_cluster(HEALTHY), topology.component("postgres"))
+    matched = match_members(parse_cluster(HEALTHY), topology.group("postgres"))
     assert {h: m.name for h, m in matched.items()} == {"pg1": "pg1", "db-b": "pg2"}
 
 
@@ -509,7 +509,7 @@ def test_a_member_that_cannot_list_the_cluster_points_at_etcd(
     hosts = {"pg1": {"ansible_host": "10.0.0.11"}}
     inventory = write_inventory(tmp_path / "inv", {"postgres": hosts, "etcd": hosts})
     topology = load_topology([inventory], basedir=project_root)
-    (host,) = topology.component("postgres")
+    (host,) = topology.group("postgres")
     view = MemberView(
         host=host,
         url="http://10.0.0.11:8008",

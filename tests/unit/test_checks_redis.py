@@ -41,6 +41,21 @@ def test_a_redis_set_up_for_juicefs_passes(
     assert "redis" in [c.component for c in all_checks()]
 
 
+def test_redis_is_probed_where_it_binds(
+    redis_server: RedisServer, tmp_path: Path, project_root: Path
+) -> None:
+    """verify follows redis_bind_address (192.0.2.1, the storage address, answers nothing), and
+    a wildcard bind is reached on the storage address."""
+    bound = {"storage_address": "192.0.2.1", "redis_bind_address": "127.0.0.1"}
+    [result] = verify(inventory(tmp_path, redis_server, **bound), project_root)
+    assert result.ok, result.detail
+    assert result.endpoint == f"redis://127.0.0.1:{redis_server.port}"
+    wildcard = {"storage_address": "127.0.0.1", "redis_bind_address": "0.0.0.0"}  # noqa: S104
+    [result] = verify(inventory(tmp_path, redis_server, **wildcard), project_root)
+    assert result.ok, result.detail
+    assert result.endpoint == f"redis://127.0.0.1:{redis_server.port}"
+
+
 def test_a_wrong_password_fails_without_showing_it(
     redis_server: RedisServer, tmp_path: Path, project_root: Path
 ) -> None:

@@ -40,6 +40,23 @@ def test_rustfs_checks_use_the_rustfs_port_and_keys(
     assert "read back identical, deleted" in s3.detail
 
 
+def test_rustfs_is_probed_where_it_binds(
+    weed: WeedServer, tmp_path: Path, project_root: Path
+) -> None:
+    """verify follows rustfs_bind_address, not the storage address (192.0.2.1 answers nothing)."""
+    host = {
+        "ansible_host": "192.0.2.1",
+        "rustfs_bind_address": weed.address,
+        "rustfs_port": weed.s3_port,
+        "rustfs_access_key": weed.access_key,
+        "rustfs_secret_key": weed.secret_key,
+    }
+    inventory = write_inventory(tmp_path / "inv", {"rustfs": {"rustfs1": host}})
+    _, s3 = run_checks(load_topology([inventory], basedir=project_root), CHECKS, timeout=10)
+    assert s3.ok, s3.detail
+    assert s3.endpoint == f"http://{weed.address}:{weed.s3_port}"
+
+
 def test_missing_rustfs_keys_name_the_rustfs_variables(tmp_path: Path, project_root: Path) -> None:
     inventory = write_inventory(
         tmp_path / "inv", {"rustfs": {"rustfs1": {"ansible_host": "127.0.0.1", "rustfs_port": 9}}}

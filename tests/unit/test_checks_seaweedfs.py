@@ -14,14 +14,10 @@ import requests
 
 from storagectl.checks import all_checks, run_checks
 from storagectl.checks.base import CheckResult
-from storagectl.checks.seaweedfs import (
-    CHECKS,
-    VolumeCopy,
-    copy_count,
-    host_port,
-    spread_problem,
-)
+from storagectl.checks.seaweedfs import CHECKS
+from storagectl.endpoints import host_port
 from storagectl.inventory import load_topology
+from storagectl.placement import VolumeCopy, copy_count, spread_problem
 
 if TYPE_CHECKING:
     from conftest import WeedCluster, WeedServer
@@ -159,18 +155,6 @@ def test_unreachable_filer_fails_quickly(
         assert "connection refused" in result.detail
         assert "on node1: systemctl status seaweedfs-filer" in result.fix
         assert str(closed) in result.endpoint
-
-
-def test_group_name_overrides_are_honoured(
-    weed_inventory: MakeInventory, project_root: Path
-) -> None:
-    inventory = weed_inventory(
-        groups=("masters", "seaweedfs_volume"),
-        host_vars={"seaweedfs_master_group": "masters"},
-    )
-    results = verify(inventory, project_root)
-    assert {r.name for r in results} == {"master status", "master leader", "volume registered"}
-    assert all(r.ok for r in results), [r.detail for r in results]
 
 
 def test_all_checks_includes_seaweedfs(weed_inventory: MakeInventory, project_root: Path) -> None:

@@ -73,7 +73,7 @@ def test_problems_are_printed_with_the_fix(
     inventory = _inventory(tmp_path, racks=("rack1", "rack2"), seaweedfs_s3_access_key="x")
     assert cli.main(["inventory", "check", "-i", str(inventory)]) == RC.INVALID_INVENTORY
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("seaweedfs_master_group: group seaweedfs_master has 2 hosts")
+    assert lines[0].startswith("[seaweedfs_master]: group seaweedfs_master has 2 hosts")
     assert lines[1].startswith('seaweedfs_default_replica_placement: "001" keeps 1 copy')
     assert lines[2].startswith("edge: seaweedfs_s3_access_key: is shorter than 3 characters.")
     assert all(". Fix: " in line for line in lines[:3])
@@ -173,7 +173,7 @@ def test_deploy_refuses_an_invalid_inventory_before_ansible(
     captured = capsys.readouterr()
     assert captured.out == ""
     errors = captured.err.splitlines()
-    assert errors[0].startswith("storagectl: error: seaweedfs_master_group: group seaweedfs_master")
+    assert errors[0].startswith("storagectl: error: [seaweedfs_master]: group seaweedfs_master")
     assert errors[-1] == "storagectl: error: 2 inventory problems: nothing was deployed"
 
 

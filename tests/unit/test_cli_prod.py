@@ -147,7 +147,7 @@ def _both(*breakers: Breaker) -> Breaker:
 BROKEN: dict[str, tuple[Breaker, list[str]]] = {
     "even masters": (
         _edit("hosts.yml", _even_masters),
-        ["seaweedfs_master_group:", "4 hosts", "master-4", "odd number", "Fix: add or remove"],
+        ["[seaweedfs_master]:", "4 hosts", "master-4", "odd number", "Fix: add or remove"],
     ),
     "010 placement on one rack": (
         _both(
@@ -169,7 +169,7 @@ BROKEN: dict[str, tuple[Breaker, list[str]]] = {
     ),
     "even etcd count": (
         _edit("hosts.yml", _even_etcd),
-        ["etcd_group: group etcd has 4 hosts", "db-4", "Fix: put 3 or 5 hosts in group etcd"],
+        ["[etcd]: group etcd has 4 hosts", "db-4", "Fix: put 3 or 5 hosts in group etcd"],
     ),
     "sentinel on two redis hosts": (
         _edit("hosts.yml", _two_redis),
@@ -228,7 +228,9 @@ def test_aegis_config_yaml_from_prod(capsys: pytest.CaptureFixture[str]) -> None
     assert captured.err == ""
 
 
-def _small_inventory(tmp_path: Path, *, haproxy: bool, **extra: Any) -> Path:
+def _small_inventory(
+    tmp_path: Path, *, haproxy: bool, lb_bind: str = "192.0.2.9", **extra: Any
+) -> Path:
     children: dict[str, Any] = {
         "seaweedfs_master": {"hosts": {"s1": None}},
         "seaweedfs_volume": {"hosts": {"s1": None}},
@@ -236,7 +238,7 @@ def _small_inventory(tmp_path: Path, *, haproxy: bool, **extra: Any) -> Path:
         "seaweedfs_s3": {"hosts": {"s2": None}},
     }
     if haproxy:
-        children["haproxy"] = {"hosts": {"lb": {"haproxy_bind_address": "192.0.2.9"}}}
+        children["haproxy"] = {"hosts": {"lb": {"haproxy_bind_address": lb_bind}}}
     document = {
         "all": {
             "vars": extra,
@@ -270,6 +272,19 @@ def test_aegis_config_json_alone_on_stdout(
         }
     }
     assert captured.err == ""
+
+
+@pytest.mark.parametrize("bind", ["*", "0.0.0.0", "::", "[::]", ""])  # noqa: S104 - inventory
+def test_aegis_config_wildcard_bind_gives_the_storage_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bind: str
+) -> None:
+    """HAProxy binding every interface is reached on its host's storage address, never on the
+    wildcard itself (``http://0.0.0.0:8888`` is no address an AEGIS node can use)."""
+    inventory = _small_inventory(tmp_path, haproxy=True, lb_bind=bind)
+    assert cli.main(["aegis-config", "-i", str(inventory), "--format", "json"]) == RC.OK
+    storage = json.loads(capsys.readouterr().out)["spec"]["storage"]
+    assert storage["filer_url"] == "http://192.0.2.3:8888"
+    assert storage["s3_endpoint"] == "http://192.0.2.3:8333"
 
 
 def test_aegis_config_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -266,12 +266,6 @@ def test_postgres_listeners(rendered: dict[str, str], listener: str, port: int, 
     }
 
 
-def test_role_defaults_match_the_checks() -> None:
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    assert {name: defaults[name] for name in checks.DEFAULTS} == checks.DEFAULTS
-    assert defaults["haproxy_group"] == checks.HAPROXY
-
-
 def test_preflight_refuses_postgres_listeners_without_members(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

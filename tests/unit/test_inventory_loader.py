@@ -158,18 +158,10 @@ def test_undefined_variable(inventory: Path, project: Path) -> None:
         m1.var("nope")
 
 
-def test_group_name_override(inventory: Path, project: Path) -> None:
-    _write(inventory / "group_vars" / "all.yml", {"seaweedfs_filer_group": "seaweedfs_master"})
-    topology = _load(inventory, project)
-    assert topology.group_var_name("seaweedfs_filer") == "seaweedfs_master"
-    assert topology.group_var_name("seaweedfs_volume") == "seaweedfs_volume"
-    assert [h.name for h in topology.component("seaweedfs_filer")] == ["m1", "m2", "m3"]
-
-
 def test_limit_narrows_targets_not_groups(inventory: Path, project: Path) -> None:
     topology = _load(inventory, project, limit="m2,f1")
     assert [h.name for h in topology.targets("seaweedfs_master")] == ["m2"]
-    assert len(topology.component("seaweedfs_master")) == 3
+    assert len(topology.group("seaweedfs_master")) == 3
     with pytest.raises(InventoryError, match="matches no host"):
         _load(inventory, project, limit="nothing-like-this")
 
@@ -246,4 +238,3 @@ def test_real_project_defaults(tmp_path: Path) -> None:
     assert m1.var("seaweedfs_volume_port") == 8080
     assert m1.var("seaweedfs_filer_port") == 8888
     assert m1.var("seaweedfs_s3_port") == 8333
-    assert m1.var("seaweedfs_master_group") == "seaweedfs_master"

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from conftest import write_inventory
 from storagectl.checks.base import CheckResult
+from storagectl.inventory import Topology, load_topology
 from storagectl.report import (
     print_report,
     render_json,
@@ -106,27 +108,33 @@ def test_print_report_json_is_only_json() -> None:
     assert json.loads(stream.getvalue())["summary"]["failed"] == 1
 
 
-def test_storage_block() -> None:
+def _topology(tmp_path: Path, project_root: Path, groups: dict[str, list[str]]) -> Topology:
+    layout = {group: dict.fromkeys(hosts) for group, hosts in groups.items()}
+    inventory = write_inventory(tmp_path / "inventory", layout, {"juicefs_volume_name": "v"})
+    return load_topology([inventory], basedir=project_root)
+
+
+def test_storage_block(tmp_path: Path, project_root: Path) -> None:
     mount_ok = CheckResult("juicefs mount", "juicefs", True, "ok", host="c1")
     mount_bad = CheckResult("juicefs mount", "juicefs", False, "inactive", host="c2")
     status_bad = CheckResult("juicefs status", "juicefs", False, "no answer")
     ready = CheckResult("rustfs ready", "rustfs", True, "HTTP 200", host="r1")
     s3_bad = CheckResult("rustfs s3 round trip", "rustfs", False, "403", host="r1")
+    both = _topology(tmp_path, project_root, {"juicefs_client": ["c1", "c2"], "rustfs": ["r1"]})
 
-    block = storage_block([mount_ok, status_bad, ready], juicefs_volume="v", rustfs_hosts=True)
+    block = storage_block(both, [mount_ok, status_bad, ready])
     # Only the mount checks decide juicefs_mounted; every RustFS check decides rustfs_healthy.
     assert block == {"juicefs_mounted": True, "rustfs_healthy": True, "juicefs_volume": "v"}
-    block = storage_block(
-        [mount_ok, mount_bad, ready, s3_bad], juicefs_volume="v", rustfs_hosts=True
-    )
+    block = storage_block(both, [mount_ok, mount_bad, ready, s3_bad])
     assert block == {"juicefs_mounted": False, "rustfs_healthy": False, "juicefs_volume": "v"}
     # No such hosts, or their checks were not run (--component): null.
-    assert storage_block([mount_ok, ready], juicefs_volume=None, rustfs_hosts=False) == {
+    neither = _topology(tmp_path, project_root, {"seaweedfs_master": ["m1"]})
+    assert storage_block(neither, [mount_ok, ready]) == {
         "juicefs_mounted": None,
         "rustfs_healthy": None,
         "juicefs_volume": None,
     }
-    assert storage_block(RESULTS, juicefs_volume="v", rustfs_hosts=True)["juicefs_mounted"] is None
+    assert storage_block(both, RESULTS)["juicefs_mounted"] is None
 
     stream = io.StringIO()
     print_report([mount_ok], "json", stream, storage=block)

@@ -33,10 +33,6 @@ GOOD: Hosts = {
 
 ROLE_DEFAULTS = {
     "seaweedfs": {
-        "seaweedfs_master_group": "seaweedfs_master",
-        "seaweedfs_volume_group": "seaweedfs_volume",
-        "seaweedfs_filer_group": "seaweedfs_filer",
-        "seaweedfs_s3_group": "seaweedfs_s3",
         "seaweedfs_master_port": 9333,
         "seaweedfs_volume_port": 8080,
         "seaweedfs_filer_port": 8888,
@@ -130,7 +126,7 @@ def test_problem_reads_host_variable_message_fix() -> None:
 
 def test_masters_and_volume_servers_are_required(tmp_path: Path, project: Path) -> None:
     problems = _check(tmp_path, project, {"edge": (("seaweedfs_filer", "seaweedfs_s3"), {})})
-    assert [p.variable for p in problems] == ["seaweedfs_master_group", "seaweedfs_volume_group"]
+    assert [p.variable for p in problems] == ["[seaweedfs_master]", "[seaweedfs_volume]"]
     assert "group seaweedfs_master has no hosts" in problems[0].message
     assert problems[0].fix == "put at least one host in group seaweedfs_master"
 
@@ -138,17 +134,18 @@ def test_masters_and_volume_servers_are_required(tmp_path: Path, project: Path) 
 def test_s3_gateways_need_filers(tmp_path: Path, project: Path) -> None:
     hosts: Hosts = {name: (STORAGE[:2], v) for name, (_, v) in GOOD.items() if name != "edge"}
     problem = _only(_check(tmp_path, project, {**hosts, "edge": (("seaweedfs_s3",), {})}))
-    assert problem.variable == "seaweedfs_filer_group"
+    assert problem.variable == "[seaweedfs_filer]"
     assert "S3 gateways (edge)" in problem.message
 
 
-def test_group_names_follow_the_group_variables(tmp_path: Path, project: Path) -> None:
+def test_group_variables_rename_nothing(tmp_path: Path, project: Path) -> None:
+    """The playbooks target the groups by name: a ``<group>_group`` variable renames nothing."""
     hosts: Hosts = {
         name: (["storage" if g == "seaweedfs_master" else g for g in groups], variables)
         for name, (groups, variables) in GOOD.items()
     }
-    assert _check(tmp_path, project, hosts)[0].message.startswith("group seaweedfs_master has")
-    assert _check(tmp_path, project, hosts, {"seaweedfs_master_group": "storage"}) == []
+    problems = _check(tmp_path, project, hosts, {"seaweedfs_master_group": "storage"})
+    assert problems[0].message.startswith("group seaweedfs_master has no hosts")
 
 
 # --- master count ----------------------------------------------------------------------------
@@ -158,7 +155,7 @@ def test_two_masters_are_refused(tmp_path: Path, project: Path) -> None:
     hosts = {**GOOD, "s3": (("seaweedfs_volume", "seaweedfs_filer"), GOOD["s3"][1])}
     problem = _only(_check(tmp_path, project, hosts))
     assert problem.host is None
-    assert problem.variable == "seaweedfs_master_group"
+    assert problem.variable == "[seaweedfs_master]"
     assert "seaweedfs_master has 2 hosts (s1, s2)" in problem.message
     assert "odd number" in problem.message
     assert problem.fix == "add or remove one host in group seaweedfs_master"
@@ -335,7 +332,7 @@ def test_etcd_needs_an_odd_count_of_at_least_three(
     names = [f"e{i}" for i in range(members)]
     hosts.update({name: (("etcd",), {}) for name in names})
     problem = _only(_check(tmp_path, project, hosts))
-    assert (problem.host, problem.variable) == (None, "etcd_group")
+    assert (problem.host, problem.variable) == (None, "[etcd]")
     assert f"group etcd has {members} host" in problem.message
     assert f"({', '.join(names)})" in problem.message
     assert "odd number of members, at least 3" in problem.message
@@ -345,15 +342,8 @@ def test_etcd_needs_an_odd_count_of_at_least_three(
 def test_postgres_needs_etcd(tmp_path: Path, project: Path) -> None:
     hosts = {n: (tuple(g for g in groups if g != "etcd"), v) for n, (groups, v) in PG_HOSTS.items()}
     problem = _only(_check(tmp_path, project, hosts, PG_SECRETS))
-    assert (problem.host, problem.variable) == (None, "etcd_group")
+    assert (problem.host, problem.variable) == (None, "[etcd]")
     assert "group postgres has hosts (s1, s2, s3), but group etcd has none" in problem.message
-
-
-def test_etcd_group_name_follows_etcd_group(tmp_path: Path, project: Path) -> None:
-    hosts = {
-        n: (["dcs" if g == "etcd" else g for g in groups], v) for n, (groups, v) in PG_HOSTS.items()
-    }
-    assert _check(tmp_path, project, hosts, {**PG_SECRETS, "etcd_group": "dcs"}) == []
 
 
 def test_missing_patroni_passwords_are_refused_without_printing_any(
@@ -763,7 +753,7 @@ def test_juicefs_clients_need_a_redis_host(tmp_path: Path) -> None:
         for name, (groups, v) in FS_HOSTS.items()
     }
     problem = _only(_check(tmp_path, None, hosts, SEAWEEDFS_BACKEND))
-    assert problem.variable == "redis_group"
+    assert problem.variable == "[redis]"
 
 
 def test_fs_problems_never_show_a_secret(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ import requests
 import testinfra
 
 from storagectl.checks.base import CheckContext
-from storagectl.checks.haproxy import frontend_address
 from storagectl.checks.postgres import (
     POSTGRES,
     Member,
@@ -30,6 +29,7 @@ from storagectl.checks.postgres import (
     replica_ready,
 )
 from storagectl.checks.redis import REDIS, redis_address, sentinel_view
+from storagectl.endpoints import haproxy_url
 from storagectl.inventory.loader import Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -98,7 +98,7 @@ class Lab:
     # --- Redis under Sentinel ----------------------------------------------------------------
     def redis_master(self) -> str | None:
         """The Redis host every Sentinel names master (None while they disagree or name none)."""
-        hosts = self.topology.component(REDIS)
+        hosts = self.topology.group(REDIS)
         views = [sentinel_view(self.topology, h, CheckContext(timeout=4)) for h in hosts]
         named = {v.master for v in views}
         by_address = {redis_address(h): h.name for h in hosts}
@@ -130,7 +130,7 @@ class Lab:
     @property
     def filer_lb(self) -> str:
         edge = self.topology.group("haproxy")[0]
-        return f"http://{frontend_address(edge)}:{edge.var('haproxy_filer_port', default=8888)}"
+        return haproxy_url(edge, "haproxy_filer_port")
 
     def put(self, size: int = 256 * 1024, prefix: str = "molecule-ha") -> str:
         """Write random bytes through the filer load balancer; remember them; return the path."""
@@ -171,7 +171,7 @@ class Lab:
     def patroni_members(self) -> dict[str, Member] | None:
         """Inventory host -> its member of Patroni's /cluster, from the first member that
         answers (None when none does); members the inventory does not know are left out."""
-        hosts = self.topology.component(POSTGRES)
+        hosts = self.topology.group(POSTGRES)
         for host in hosts:
             try:
                 response = self.session.get(f"{api_url(host)}/cluster", timeout=2)

@@ -23,7 +23,7 @@ WRITE_BOUND = 30.0
 
 @pytest.fixture(scope="module", autouse=True)
 def _filers_on_postgres(lab: Lab) -> None:
-    if not lab.topology.component(POSTGRES):
+    if not lab.topology.group(POSTGRES):
         pytest.skip("no postgres hosts in the inventory")
     if not filers_on_postgres(lab.topology):
         pytest.skip("no filer has seaweedfs_filer_store: postgres2")
@@ -33,7 +33,7 @@ def test_killed_primary_fails_over_and_filer_writes_resume(lab: Lab) -> None:
     wait_for(lab.patroni_healthy, 60, "one Patroni leader and running replicas before the fault")
     before = [lab.put() for _ in range(3)]
     old = wait_for(lab.patroni_leader, 30, "a single Patroni leader before the fault")
-    members = [h.name for h in lab.topology.component(POSTGRES)]
+    members = [h.name for h in lab.topology.group(POSTGRES)]
     others = [n for n in members if n != old]
 
     lab.systemctl(old, "mask", "--runtime", PATRONI_UNIT)

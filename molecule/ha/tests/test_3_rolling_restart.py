@@ -87,8 +87,8 @@ def _converge_redis(extra: dict | None = None):
 
 
 def test_redis_restarts_replicas_first_and_hands_the_master_over(lab: Lab) -> None:
-    hosts = [h.name for h in lab.topology.component(REDIS)]
-    clients = [h.name for h in lab.topology.component(CLIENT)]
+    hosts = [h.name for h in lab.topology.group(REDIS)]
+    clients = [h.name for h in lab.topology.group(CLIENT)]
     if len(hosts) < 3 or not clients:
         pytest.skip("needs Redis under Sentinel and a JuiceFS client")
     master = wait_for(lab.redis_master, 30, "a Redis master every Sentinel names")

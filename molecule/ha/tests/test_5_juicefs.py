@@ -24,7 +24,7 @@ SIZE = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def clients(lab: Lab) -> list[str]:
-    names = [h.name for h in lab.topology.component(CLIENT)]
+    names = [h.name for h in lab.topology.group(CLIENT)]
     if not names:
         pytest.skip("no juicefs_client host in the inventory")
     return names
@@ -98,7 +98,7 @@ def test_a_restarted_mount_comes_back_with_its_files(lab: Lab, clients: list[str
 
 def test_redis_cannot_rewrite_its_configuration(lab: Lab) -> None:
     """The Sentinels send CONFIG REWRITE after a failover: it must fail, leaving Ansible's file."""
-    name = lab.topology.component(REDIS)[0].name
+    name = lab.topology.group(REDIS)[0].name
     before = lab.run(name, "sha256sum /etc/redis/redis.conf").stdout
     # The password comes from the rendered file on the host itself, never a command line.
     rewrite = lab.run(

@@ -2,7 +2,7 @@
 carry filer and S3 traffic end to end.
 
 What the haproxy role deploys (its contract with these checks): on each host of the ``haproxy``
-group (or ``haproxy_group``), frontends bind to ``haproxy_bind_address`` (default: the host's
+group, frontends bind to ``haproxy_bind_address`` (default: the host's
 ``storage_address``) on ``haproxy_filer_port`` (HTTP to the filers), ``haproxy_filer_grpc_port``
 (TCP to the filers' gRPC) and ``haproxy_s3_port`` (HTTP to the S3 gateways), and a stats
 listener on ``storage_address:haproxy_stats_port`` serves ``stats uri /stats``. The backends
@@ -32,34 +32,28 @@ from dataclasses import dataclass
 import requests
 
 from storagectl.checks.base import CheckContext, CheckResult, host_check, unit_fix
-from storagectl.checks.seaweedfs import (
-    FILER,
-    S3,
-    UNITS,
+from storagectl.checks.seaweedfs import UNITS
+from storagectl.checks.transfer import (
     VERIFY_DIR,
-    base_url,
     filer_transfer,
-    host_port,
     http_error,
     http_session,
-    port_of,
     s3_transfer,
     visible_within,
 )
+from storagectl.endpoints import (
+    haproxy_stats_url,
+    haproxy_url,
+    host_port,
+    port,
+    s3_region,
+    weed_address,
+    weed_url,
+)
 from storagectl.inventory import Host, Topology
+from storagectl.inventory.groups import FILER, HAPROXY, S3
 
 COMPONENT = "haproxy"
-
-HAPROXY = "haproxy"
-"""The logical group of the HAProxy hosts (``haproxy_group`` overrides it)."""
-
-# Used only when neither the inventory nor roles/haproxy/defaults/main.yml defines them.
-DEFAULTS = {
-    "haproxy_filer_port": 8888,
-    "haproxy_filer_grpc_port": 18888,
-    "haproxy_s3_port": 8333,
-    "haproxy_stats_port": 8404,
-}
 
 BACKENDS = {
     "seaweedfs_filer_http": FILER,
@@ -69,34 +63,21 @@ BACKENDS = {
 """Backend name -> the component group whose hosts must be its servers."""
 
 UNIT = "haproxy"
-# Wildcard binds: clients then reach the frontends on the storage address.
-_ANY_ADDRESS = frozenset({"", "*", "0.0.0.0", "::", "[::]"})  # noqa: S104 - compared, not bound
 
 
 # --- endpoints -------------------------------------------------------------------------------
 
 
-def _port(host: Host, name: str) -> int:
-    return int(host.var(name, default=DEFAULTS[name]))
-
-
-def frontend_address(host: Host) -> str:
-    """Where clients reach the frontends: ``haproxy_bind_address``, or the host's storage
-    address when HAProxy binds every address (or the variable is unset)."""
-    bind = str(host.var("haproxy_bind_address", default="") or "")
-    return host.address if bind in _ANY_ADDRESS else bind
-
-
 def _stats_url(topology: Topology, host: Host) -> str:
-    return f"http://{host_port(host.address, _port(host, 'haproxy_stats_port'))}/stats;csv"
+    return haproxy_stats_url(host)
 
 
 def _filer_frontend(topology: Topology, host: Host) -> str:
-    return f"http://{host_port(frontend_address(host), _port(host, 'haproxy_filer_port'))}"
+    return haproxy_url(host, "haproxy_filer_port")
 
 
 def _s3_frontend(topology: Topology, host: Host) -> str:
-    return f"http://{host_port(frontend_address(host), _port(host, 'haproxy_s3_port'))}"
+    return haproxy_url(host, "haproxy_s3_port")
 
 
 def _journal_fix(host: Host, reason: str = "") -> str:
@@ -188,7 +169,7 @@ def _fetch_stats(url: str, ctx: CheckContext) -> tuple[list[Server] | None, str]
 def _health_target(host: Host, backend: str) -> str:
     """Where HAProxy's health check of inventory host ``host`` in ``backend`` goes: the HTTP
     port of the filer (also for the gRPC backend, checked with ``check port``) or gateway."""
-    return host_port(host.address, port_of(host, BACKENDS[backend]))
+    return weed_address(host, BACKENDS[backend])
 
 
 def _not_up_fix(
@@ -227,7 +208,7 @@ def haproxy_backends(topology: Topology, host: Host, ctx: CheckContext) -> Check
     url = _stats_url(topology, host)
     servers, error = _fetch_stats(url, ctx)
     if servers is None:
-        listener = host_port(host.address, _port(host, "haproxy_stats_port"))
+        listener = host_port(host.address, port(host, "haproxy_stats_port"))
         return CheckResult(
             "haproxy backends",
             COMPONENT,
@@ -247,7 +228,7 @@ def haproxy_backends(topology: Topology, host: Host, ctx: CheckContext) -> Check
     not_up: list[Server] = []
     targets: dict[tuple[str, str], str] = {}
     for backend, group in BACKENDS.items():
-        members = topology.component(group)
+        members = topology.group(group)
         if not members:
             continue  # that component is not deployed: HAProxy need not serve it
         expected = [h.name for h in members]
@@ -310,7 +291,7 @@ def _frontend_fix(host: Host, frontend: str, backend: str) -> str:
 @host_check("haproxy filer", COMPONENT, group=HAPROXY, endpoint=_filer_frontend)
 def haproxy_filer(topology: Topology, host: Host, ctx: CheckContext) -> list[CheckResult]:
     """GET /healthz through the filer frontend is 200 and a PUT/GET/DELETE through it works."""
-    if not topology.component(FILER):
+    if not topology.group(FILER):
         return []  # no filer in the inventory: the role renders no filer frontend
     base = _filer_frontend(topology, host)
     fix = _frontend_fix(host, base, "seaweedfs_filer_http")
@@ -335,7 +316,7 @@ def haproxy_filer(topology: Topology, host: Host, ctx: CheckContext) -> list[Che
     # deletes through every filer afterwards.
     name = f"{VERIFY_DIR}/{uuid.uuid4().hex}.bin"
     url = f"{base}{name}"
-    direct = [f"{base_url(filer, FILER)}{name}" for filer in topology.component(FILER)]
+    direct = [f"{weed_url(filer, FILER)}{name}" for filer in topology.group(FILER)]
     outcome = filer_transfer(url, url, ctx, within=visible_within(ctx), also_delete=direct)
     if not outcome.ok:
         if outcome.failed == "GET" and outcome.status == 404:
@@ -366,7 +347,7 @@ def _fail(name: str, detail: str, fix: str) -> CheckResult:
 @host_check("haproxy s3", COMPONENT, group=HAPROXY, endpoint=_s3_frontend)
 def haproxy_s3(topology: Topology, host: Host, ctx: CheckContext) -> list[CheckResult]:
     """Bucket, PUT, GET (byte-identical) and DELETE through the S3 frontend work."""
-    gateways = topology.component(S3)
+    gateways = topology.group(S3)
     if not gateways:
         return []  # no S3 gateway in the inventory: the role renders no S3 frontend
     endpoint = _s3_frontend(topology, host)
@@ -381,6 +362,7 @@ def haproxy_s3(topology: Topology, host: Host, ctx: CheckContext) -> list[CheckR
             component=COMPONENT,
             service_fix=_frontend_fix(host, endpoint, "seaweedfs_s3"),
             keys_of=f"{first.name} (the first S3 gateway, whose keys are used through HAProxy)",
+            region=s3_region(topology),
         )
     ]
 

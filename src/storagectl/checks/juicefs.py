@@ -2,13 +2,14 @@
 byte-identical on another, and the metadata engine lists the volume and a session per mount.
 
 What the juicefs role deploys (its contract with these checks): every host of the
-``juicefs_client`` group (``juicefs_client_group``) mounts volume ``juicefs_volume_name``
-("storagectl") at ``juicefs_mountpoint`` ("/data") with the systemd unit ``juicefs-data``
-(``juicefs-`` + the mountpoint's path, "/" -> "-"), and each ``juicefs_subdir_mounts`` item
+``juicefs_client`` group mounts volume ``juicefs_volume_name``
+("storagectl") at ``juicefs_mountpoint`` ("/data") with the systemd unit
+``juicefs-<juicefs_mount_name>`` (``juicefs-data``), and each ``juicefs_subdir_mounts`` item
 ``{name, subdir, mountpoint}`` with ``juicefs-<name>``. Metadata lives in Redis database
 ``juicefs_meta_db`` (2) on the first host of the ``redis`` group (``redis_port``; a Sentinel URL
 when ``redis_sentinel_enabled``); the Redis password is in the 0600 environment file of the mount
-unit (``/etc/juicefs/data.env``, ``META_PASSWORD=...``), never on a command line.
+unit (``<juicefs_config_dir>/<juicefs_mount_name>.env``: ``META_PASSWORD=...``), never on a
+command line.
 
 These probes must run on the clients (a FUSE mount is only visible there): they go through
 :mod:`storagectl.remote` (ssh as Ansible connects, or locally for ``ansible_connection: local``)
@@ -35,28 +36,15 @@ from storagectl.checks.base import CheckContext, CheckResult, cluster_check, hos
 from storagectl.checks.redis import (
     REDIS,
     REDIS_UNIT,
-    master_name,
     metadata_host,
-    redis_port,
     sentinel_enabled,
-    sentinel_port,
 )
-from storagectl.checks.seaweedfs import host_port
+from storagectl.endpoints import EndpointError, juicefs_meta_url
 from storagectl.inventory import Host, Topology
+from storagectl.inventory.groups import JUICEFS_CLIENT as CLIENT
 
 COMPONENT = "juicefs"
 
-CLIENT = "juicefs_client"
-"""The logical group of the JuiceFS clients (``juicefs_client_group`` overrides it)."""
-
-# Used only when neither the inventory nor the roles' defaults define them.
-DEFAULTS: dict[str, Any] = {
-    "juicefs_volume_name": "storagectl",
-    "juicefs_meta_db": 2,
-    "juicefs_mountpoint": "/data",
-    "juicefs_subdir_mounts": [],
-    "juicefs_backend": "rustfs",
-}
 VERIFY_DIR = ".storagectl-verify"
 FSTYPE = "fuse.juicefs"
 PAYLOAD_BYTES = 64 * 1024
@@ -66,7 +54,7 @@ PATH_PREFIX = 'PATH="/usr/local/bin:$PATH"'
 
 
 def _var(host: Host, name: str) -> Any:
-    return host.var(name, default=DEFAULTS[name])
+    return host.var(name)
 
 
 @dataclass(frozen=True)
@@ -78,15 +66,15 @@ class Mount:
     subdir: str = ""
 
 
-def unit_for(mountpoint: str) -> str:
-    """``juicefs-data`` for ``/data``, ``juicefs-srv-jfs`` for ``/srv/jfs``."""
-    return "juicefs-" + mountpoint.strip("/").replace("/", "-")
+def unit_for(host: Host) -> str:
+    """The unit of the main mount of ``host``: ``juicefs-<juicefs_mount_name>`` (``juicefs-data``
+    for ``/data``)."""
+    return f"juicefs-{_var(host, 'juicefs_mount_name')}"
 
 
 def mounts_of(host: Host) -> list[Mount]:
     """The main mount, then every ``juicefs_subdir_mounts`` item, of ``host``."""
-    mountpoint = str(_var(host, "juicefs_mountpoint"))
-    found = [Mount(unit_for(mountpoint), mountpoint)]
+    found = [Mount(unit_for(host), str(_var(host, "juicefs_mountpoint")))]
     for item in _var(host, "juicefs_subdir_mounts") or []:
         found.append(
             Mount(f"juicefs-{item['name']}", str(item["mountpoint"]), str(item.get("subdir") or ""))
@@ -95,28 +83,23 @@ def mounts_of(host: Host) -> list[Mount]:
 
 
 def env_file(host: Host) -> str:
-    """The mount unit's environment file holding ``META_PASSWORD`` (``juicefs_env_file``)."""
-    stem = unit_for(str(_var(host, "juicefs_mountpoint"))).removeprefix("juicefs-")
-    return str(host.var("juicefs_env_file", default=f"/etc/juicefs/{stem}.env"))
+    """The main mount's environment file holding ``META_PASSWORD``
+    (``<juicefs_config_dir>/<juicefs_mount_name>.env``)."""
+    return f"{_var(host, 'juicefs_config_dir')}/{_var(host, 'juicefs_mount_name')}.env"
 
 
 def meta_url(topology: Topology, host: Host) -> str:
     """The metadata URL the clients mount, without the password (it comes from META_PASSWORD)."""
-    db = int(_var(host, "juicefs_meta_db"))
-    redis_hosts = topology.component(REDIS)
-    if sentinel_enabled(topology) and redis_hosts:
-        sentinels = ",".join(h.address for h in redis_hosts)
-        return f"redis://{master_name(topology)},{sentinels}:{sentinel_port(host)}/{db}"
-    first = metadata_host(topology)
-    if first is None:
-        raise ValueError("the redis group has no host: no JuiceFS metadata server")
-    return f"redis://{host_port(first.address, redis_port(first))}/{db}"
+    try:
+        return juicefs_meta_url(topology, host)
+    except EndpointError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def redis_hint(topology: Topology) -> str:
     """Where to look when the metadata engine may be the cause."""
     if sentinel_enabled(topology):
-        hosts = ", ".join(h.name for h in topology.component(REDIS))
+        hosts = ", ".join(h.name for h in topology.group(REDIS))
         return (
             f"check Redis and its Sentinels on {hosts} (the JuiceFS metadata engine: "
             f"systemctl status {REDIS_UNIT} redis-sentinel; storagectl verify --component redis)"
@@ -307,8 +290,8 @@ def _verify_path(host: Host, name: str) -> str:
 
 
 def _data_fix(topology: Topology, host: Host, what: str) -> str:
-    unit = unit_for(str(_var(host, "juicefs_mountpoint")))
-    backend = str(topology.var("juicefs_backend", default=DEFAULTS["juicefs_backend"]))
+    unit = unit_for(host)
+    backend = str(topology.var("juicefs_backend"))
     storage = {
         "rustfs": "RustFS (storagectl verify --component rustfs)",
         "seaweedfs": "the SeaweedFS S3 gateway (storagectl verify --component seaweedfs)",
@@ -327,7 +310,7 @@ def _fail(name: str, detail: str, fix: str, endpoint: str = "") -> CheckResult:
 def juicefs_shared_data(topology: Topology, ctx: CheckContext) -> CheckResult:
     """A random file written on one client's mount reads back byte-identical (sha256) on
     another client within a few seconds, which then deletes it."""
-    clients = topology.component(CLIENT)
+    clients = topology.group(CLIENT)
     writer = clients[0]
     reader = clients[1] if len(clients) > 1 else writer
     name = f"{uuid.uuid4().hex}.bin"
@@ -490,7 +473,7 @@ def status_problems(
 
 def _status_endpoint(topology: Topology) -> str:
     try:
-        return meta_url(topology, topology.component(CLIENT)[0])
+        return meta_url(topology, topology.group(CLIENT)[0])
     except (ValueError, IndexError):
         return "cluster"
 
@@ -536,7 +519,7 @@ def _status_failure(
 def juicefs_status(topology: Topology, ctx: CheckContext) -> CheckResult:
     """``juicefs status`` (run on a client, META_PASSWORD from the mount's 0600 environment
     file) names the expected volume and lists a session for every client mount."""
-    clients = topology.component(CLIENT)
+    clients = topology.group(CLIENT)
     runner = clients[0]
     url = meta_url(topology, runner)
     env = env_file(runner)

@@ -4,11 +4,11 @@ keep their metadata there.
 
 What the roles deploy (their contract with these checks):
 
-* Patroni members are the hosts of the ``postgres`` group (``postgres_group``). Each member serves
+* Patroni members are the hosts of the ``postgres`` group. Each member serves
   its REST API on ``storage_address:patroni_restapi_port`` (8008) and PostgreSQL on
   ``postgresql_port`` (5432), in the cluster ``patroni_scope`` ("storagectl"), under the
   systemd unit ``patroni`` (PostgreSQL runs as its child). The DCS is etcd, on the hosts of the
-  ``etcd`` group (``etcd_group``), unit ``etcd``, port ``etcd_client_port`` (2379).
+  ``etcd`` group, unit ``etcd``, port ``etcd_client_port`` (2379).
 * On each HAProxy host (``haproxy`` group), ``haproxy_postgres_rw_port`` (5000) on
   ``haproxy_bind_address`` routes to the Patroni primary and ``haproxy_postgres_ro_port`` (5001)
   to the replicas.
@@ -55,18 +55,11 @@ from storagectl.checks.base import (
     parallel_map,
     unit_fix,
 )
-from storagectl.checks.haproxy import HAPROXY, frontend_address
-from storagectl.checks.seaweedfs import (
-    FILER,
-    UNITS,
-    VERIFY_DIR,
-    base_url,
-    filer_transfer,
-    host_port,
-    http_error,
-    http_session,
-)
+from storagectl.checks.seaweedfs import UNITS
+from storagectl.checks.transfer import VERIFY_DIR, filer_transfer, http_error, http_session
+from storagectl.endpoints import haproxy_address, host_port, patroni_api_url, weed_url
 from storagectl.inventory import Host, Topology
+from storagectl.inventory.groups import ETCD, FILER, HAPROXY, POSTGRES
 
 if TYPE_CHECKING:
     import psycopg
@@ -76,27 +69,9 @@ if TYPE_CHECKING:
 
 COMPONENT = "postgres"
 
-POSTGRES = "postgres"
-"""The logical group of the Patroni members (``postgres_group`` overrides it)."""
-ETCD = "etcd"
-"""The logical group of the etcd members (``etcd_group`` overrides it)."""
-
 PATRONI_UNIT = "patroni"
 ETCD_UNIT = "etcd"
 HAPROXY_UNIT = "haproxy"
-
-# Used only when neither the inventory nor the roles' defaults define them.
-DEFAULTS: dict[str, Any] = {
-    "patroni_restapi_port": 8008,
-    "postgresql_port": 5432,
-    "patroni_scope": "storagectl",
-    "patroni_max_lag_bytes": 16 * 1024 * 1024,
-    "haproxy_postgres_rw_port": 5000,
-    "haproxy_postgres_ro_port": 5001,
-    "seaweedfs_filer_db_name": "seaweedfs",
-    "seaweedfs_filer_db_user": "seaweedfs",
-    "seaweedfs_filer_store": "leveldb2",
-}
 
 LEADER_ROLES = frozenset({"leader", "standby_leader"})
 REPLICA_ROLES = frozenset({"replica", "sync_standby"})
@@ -105,11 +80,11 @@ PRIMARY_ROLES = frozenset({"master", "primary"})  # /patroni says "master" up to
 
 
 def _var(host: Host, name: str) -> Any:
-    return host.var(name, default=DEFAULTS[name])
+    return host.var(name)
 
 
 def _setting(topology: Topology, name: str) -> Any:
-    return topology.var(name, default=DEFAULTS[name])
+    return topology.var(name)
 
 
 def size(n: float) -> str:
@@ -128,7 +103,7 @@ def _patroni_fix(host: Host, reason: str = "") -> str:
 
 
 def _etcd_hosts(topology: Topology) -> str:
-    return ", ".join(h.name for h in topology.component(ETCD)) or "the etcd hosts"
+    return ", ".join(h.name for h in topology.group(ETCD)) or "the etcd hosts"
 
 
 # --- Patroni's REST API ----------------------------------------------------------------------
@@ -136,7 +111,7 @@ def _etcd_hosts(topology: Topology) -> str:
 
 def api_url(host: Host) -> str:
     """``http://<storage_address>:<patroni_restapi_port>`` of a Patroni member."""
-    return f"http://{host_port(host.address, int(_var(host, 'patroni_restapi_port')))}"
+    return patroni_api_url(host)
 
 
 @dataclass(frozen=True)
@@ -275,7 +250,7 @@ def member_view(host: Host, ctx: CheckContext) -> MemberView:
 
 def member_views(topology: Topology, ctx: CheckContext) -> list[MemberView]:
     """Every Patroni member's view, asked concurrently, in inventory order."""
-    return parallel_map(lambda h: member_view(h, ctx), topology.component(POSTGRES))
+    return parallel_map(lambda h: member_view(h, ctx), topology.group(POSTGRES))
 
 
 def _leader_names(view: MemberView) -> tuple[str, ...]:
@@ -333,7 +308,7 @@ def _leadership_problems(
 ) -> None:
     """Members disagreeing on the leader, no or several leaders, a leader that is not primary."""
     members = reference.members or []
-    matched = match_members(members, topology.component(POSTGRES))
+    matched = match_members(members, topology.group(POSTGRES))
     answered = [v for v in views if v.members is not None]
     if len({_leader_names(v) for v in answered}) > 1:
         named = "; ".join(
@@ -347,7 +322,7 @@ def _leadership_problems(
         )
     claiming = leaders(members)
     if not claiming:
-        hosts = ", ".join(h.name for h in topology.component(POSTGRES))
+        hosts = ", ".join(h.name for h in topology.group(POSTGRES))
         found.add(
             "no member holds the leader lock",
             f"Check etcd on {_etcd_hosts(topology)} (systemctl status {ETCD_UNIT}; etcdctl "
@@ -389,8 +364,8 @@ def _membership_problems(
     ``silent`` names the members whose REST API did not answer."""
     scope = str(_setting(topology, "patroni_scope"))
     members = reference.members or []
-    matched = match_members(members, topology.component(POSTGRES))
-    for host in topology.component(POSTGRES):
+    matched = match_members(members, topology.group(POSTGRES))
+    for host in topology.group(POSTGRES):
         if host.name in matched:
             continue
         if host.name in silent:  # its Patroni is down: the fix is already to start it
@@ -420,7 +395,7 @@ def _membership_problems(
 
 def _states(topology: Topology, members: Sequence[Member]) -> str:
     """``lab-ha-1 leader running, lab-ha-2 replica streaming``."""
-    matched = match_members(members, topology.component(POSTGRES))
+    matched = match_members(members, topology.group(POSTGRES))
     return ", ".join(f"{member_label(m, matched)} {m.role} {m.state}" for m in members)
 
 
@@ -458,7 +433,7 @@ def patroni_leader(topology: Topology, ctx: CheckContext) -> CheckResult:
             endpoint=endpoint,
             duration=duration,
         )
-    matched = match_members(members, topology.component(POSTGRES))
+    matched = match_members(members, topology.group(POSTGRES))
     leader = leaders(members)[0]
     timeline = f", timeline {leader.timeline}" if leader.timeline is not None else ""
     return CheckResult(
@@ -544,7 +519,7 @@ def _replica_result(
 @cluster_check("patroni replication", COMPONENT, requires=(POSTGRES,))
 def patroni_replication(topology: Topology, ctx: CheckContext) -> list[CheckResult]:
     """Every member but the leader is a running replica lagging at most patroni_max_lag_bytes."""
-    hosts = topology.component(POSTGRES)
+    hosts = topology.group(POSTGRES)
     if len(hosts) < 2:
         return []  # a single member has nothing to replicate to
     views = member_views(topology, ctx)
@@ -628,7 +603,7 @@ def filer_database(topology: Topology, host: str, port: int) -> Database:
 
 def listener(topology: Topology, lb: Host, port_var: str) -> Database:
     """The filers' database through HAProxy host ``lb``'s listener ``port_var``."""
-    return filer_database(topology, frontend_address(lb), int(_var(lb, port_var)))
+    return filer_database(topology, haproxy_address(lb), int(_var(lb, port_var)))
 
 
 @contextmanager
@@ -675,7 +650,7 @@ def db_error(exc: psycopg.Error, db: Database) -> str:
 
 def _postgres_host(topology: Topology, address: str, port: int | None) -> str:
     """The inventory member serving PostgreSQL at ``address:port`` ("" when none)."""
-    for host in topology.component(POSTGRES):
+    for host in topology.group(POSTGRES):
         if host.address == address and int(_var(host, "postgresql_port")) == port:
             return host.name
     return ""
@@ -685,7 +660,7 @@ def _connect_fix(topology: Topology, lb: Host, db: Database, message: str, route
     """Why connecting to ``db`` through ``lb`` failed, as a fix sentence."""
     lowered = message.lower()
     health = "/primary" if "primary" in routes_to else "/replica"
-    members = ", ".join(h.name for h in topology.component(POSTGRES))
+    members = ", ".join(h.name for h in topology.group(POSTGRES))
     if "password authentication failed" in lowered:
         return (
             f"PostgreSQL refuses user {db.user}'s password: make seaweedfs_filer_db_password "
@@ -762,7 +737,7 @@ def _endpoint_check(
     if in_recovery == (not primary):
         return CheckResult(name, COMPONENT, True, detail, endpoint=db.url, duration=spent)
     check = "OPTIONS /primary" if primary else "OPTIONS /replica"
-    rest_port = _var(topology.component(POSTGRES)[0], "patroni_restapi_port")
+    rest_port = _var(topology.group(POSTGRES)[0], "patroni_restapi_port")
     return CheckResult(
         name,
         COMPONENT,
@@ -795,7 +770,7 @@ def _ro_url(topology: Topology, host: Host) -> str:
 )
 def postgres_rw_endpoint(topology: Topology, host: Host, ctx: CheckContext) -> list[CheckResult]:
     """HAProxy's read-write listener reaches the primary: pg_is_in_recovery() is false."""
-    if not topology.component(POSTGRES):
+    if not topology.group(POSTGRES):
         return []  # no PostgreSQL in the inventory: the roles render no PostgreSQL listener
     return [
         _endpoint_check(
@@ -817,7 +792,7 @@ def postgres_rw_endpoint(topology: Topology, host: Host, ctx: CheckContext) -> l
 )
 def postgres_ro_endpoint(topology: Topology, host: Host, ctx: CheckContext) -> list[CheckResult]:
     """HAProxy's read-only listener reaches a replica: pg_is_in_recovery() is true."""
-    if len(topology.component(POSTGRES)) < 2:
+    if len(topology.group(POSTGRES)) < 2:
         return []  # no PostgreSQL, or a single member: no replica to route to
     return [
         _endpoint_check(
@@ -836,18 +811,16 @@ def postgres_ro_endpoint(topology: Topology, host: Host, ctx: CheckContext) -> l
 
 def on_postgres(host: Host) -> bool:
     """Whether filer ``host`` is deployed with ``seaweedfs_filer_store: postgres2``."""
-    return host.var("seaweedfs_filer_store", default=DEFAULTS["seaweedfs_filer_store"]) == (
-        "postgres2"
-    )
+    return host.var("seaweedfs_filer_store") == "postgres2"
 
 
 def filers_on_postgres(topology: Topology) -> list[Host]:
     """The filers of the inventory deployed on postgres2."""
-    return [h for h in topology.component(FILER) if on_postgres(h)]
+    return [h for h in topology.group(FILER) if on_postgres(h)]
 
 
 def _filer_verify_url(topology: Topology, host: Host) -> str:
-    return f"{base_url(host, FILER)}{VERIFY_DIR}/"
+    return f"{weed_url(host, FILER)}{VERIFY_DIR}/"
 
 
 @dataclass
@@ -888,8 +861,8 @@ def filer_metadata_in_postgres(
     topology: Topology, host: Host, ctx: CheckContext
 ) -> list[CheckResult]:
     """A file PUT through the filer is a row of filemeta (read through HAProxy's rw listener)."""
-    lbs = topology.component(HAPROXY)
-    if not on_postgres(host) or not lbs or not topology.component(POSTGRES):
+    lbs = topology.group(HAPROXY)
+    if not on_postgres(host) or not lbs or not topology.group(POSTGRES):
         return []  # this filer is not meant to use PostgreSQL (through HAProxy)
     lb = lbs[0]
     db = listener(topology, lb, "haproxy_postgres_rw_port")

@@ -2,12 +2,12 @@
 JuiceFS metadata engine needs it.
 
 What the redis role deploys (its contract with these checks): the hosts of the ``redis`` group
-(``redis_group``) run ``redis-server`` (systemd unit ``redis-server``) on
-``storage_address:redis_port`` (6379), protected by ``redis_password``. JuiceFS needs
+run ``redis-server`` (systemd unit ``redis-server``) on ``redis_bind_address:redis_port``
+(default the storage address, 6379), protected by ``redis_password``. JuiceFS needs
 ``maxmemory-policy noeviction`` (an evicted key is lost metadata) and AOF persistence
 (``appendonly yes``); its metadata server is the first host of the group unless
 ``redis_sentinel_enabled``. With Sentinel every host of the group also runs ``redis-sentinel``
-on ``storage_address:redis_sentinel_port`` (26379, same password), monitoring the master under
+on ``redis_bind_address:redis_sentinel_port`` (26379, same password), monitoring the master under
 ``redis_sentinel_master_name``; one Redis is the master and the others replicate it.
 
 The password is never part of a detail, fix or endpoint.
@@ -27,8 +27,9 @@ from storagectl.checks.base import (
     parallel_map,
     unit_fix,
 )
-from storagectl.checks.seaweedfs import host_port
+from storagectl.endpoints import host_port, port, reachable, redis_address
 from storagectl.inventory import Host, Topology
+from storagectl.inventory.groups import REDIS
 
 if TYPE_CHECKING:
     import redis
@@ -38,26 +39,15 @@ if TYPE_CHECKING:
 
 COMPONENT = "redis"
 
-REDIS = "redis"
-"""The logical group of the Redis hosts (``redis_group`` overrides it)."""
 REDIS_UNIT = "redis-server"
 SENTINEL_UNIT = "redis-sentinel"
 
-# Used only when neither the inventory nor the roles' defaults define them.
-DEFAULT_PORT = 6379
-DEFAULT_SENTINEL_PORT = 26379
-DEFAULT_MASTER_NAME = "storagectl"
 REQUIRED_POLICY = "noeviction"
 
 
 def redis_port(host: Host) -> int:
     """The port Redis listens on, on ``host`` (``redis_port``)."""
-    return int(host.var("redis_port", default=DEFAULT_PORT))
-
-
-def redis_address(host: Host) -> str:
-    """``storage_address:redis_port`` of ``host``."""
-    return host_port(host.address, redis_port(host))
+    return port(host, "redis_port")
 
 
 def redis_password(host: Host) -> str:
@@ -65,12 +55,12 @@ def redis_password(host: Host) -> str:
 
 
 def sentinel_enabled(topology: Topology) -> bool:
-    return bool(topology.var("redis_sentinel_enabled", default=False))
+    return bool(topology.var("redis_sentinel_enabled"))
 
 
 def metadata_host(topology: Topology) -> Host | None:
     """The Redis host JuiceFS keeps its metadata on: the first of the redis group."""
-    hosts = topology.component(REDIS)
+    hosts = topology.group(REDIS)
     return hosts[0] if hosts else None
 
 
@@ -93,14 +83,15 @@ def _endpoint(topology: Topology, host: Host) -> str:
 
 
 def connect(host: Host, port: int, ctx: CheckContext) -> redis.Redis:
-    """A client of the Redis (or Sentinel) on ``host:port`` that tries once and answers text."""
+    """A client of the Redis (or Sentinel) of ``host`` on ``port`` (at ``redis_bind_address``)
+    that tries once and answers text."""
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     connect, read = ctx.http_timeout
     return redis.Redis(
-        host=host.address,
+        host=reachable(host, "redis_bind_address"),
         port=port,
         password=redis_password(host) or None,
         socket_connect_timeout=connect,
@@ -199,12 +190,12 @@ def redis_reachable(topology: Topology, host: Host, ctx: CheckContext) -> CheckR
 
 def sentinel_port(host: Host) -> int:
     """The port of the Sentinel on ``host`` (``redis_sentinel_port``)."""
-    return int(host.var("redis_sentinel_port", default=DEFAULT_SENTINEL_PORT))
+    return port(host, "redis_sentinel_port")
 
 
 def master_name(topology: Topology) -> str:
     """The name the Sentinels monitor the master under (``redis_sentinel_master_name``)."""
-    return str(topology.var("redis_sentinel_master_name", default=DEFAULT_MASTER_NAME))
+    return str(topology.var("redis_sentinel_master_name"))
 
 
 @dataclass
@@ -268,7 +259,7 @@ def redis_sentinel(topology: Topology, ctx: CheckContext) -> list[CheckResult]:
     if not sentinel_enabled(topology):
         return []
     name = "redis sentinel"
-    hosts = topology.component(REDIS)
+    hosts = topology.group(REDIS)
     views = parallel_map(lambda h: sentinel_view(topology, h, ctx), hosts)
     endpoint = ", ".join(f"{v.host.name}:{sentinel_port(v.host)}" for v in views)
     silent = [v for v in views if v.error]

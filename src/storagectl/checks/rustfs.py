@@ -2,10 +2,10 @@
 keys.
 
 What the rustfs role deploys (its contract with these checks): the hosts of the ``rustfs`` group
-(``rustfs_group``) run the systemd unit ``rustfs``, serving S3 and the health endpoints on
-``http://storage_address:rustfs_port`` (9000) with the keys ``rustfs_access_key`` /
-``rustfs_secret_key``. RustFS answers ``GET /health/ready`` with 200 once it can serve requests
-(503 before; ``rustfs/src/server/prefix.rs``).
+run the systemd unit ``rustfs``, serving S3 and the health endpoints on
+``http://rustfs_bind_address:rustfs_port`` (default the storage address, 9000) with the keys
+``rustfs_access_key`` / ``rustfs_secret_key``. RustFS answers ``GET /health/ready`` with 200 once
+it can serve requests (503 before; ``rustfs/src/server/prefix.rs``).
 """
 
 from __future__ import annotations
@@ -13,22 +13,21 @@ from __future__ import annotations
 import requests
 
 from storagectl.checks.base import CheckContext, CheckResult, host_check, unit_fix
-from storagectl.checks.seaweedfs import host_port, http_error, http_session, s3_transfer
+from storagectl.checks.transfer import http_error, http_session, s3_transfer
+from storagectl.endpoints import rustfs_url as _url
 from storagectl.inventory import Host, Topology
+from storagectl.inventory.groups import RUSTFS
 
 COMPONENT = "rustfs"
 
-RUSTFS = "rustfs"
-"""The logical group of the RustFS nodes (``rustfs_group`` overrides it)."""
 RUSTFS_UNIT = "rustfs"
-DEFAULT_PORT = 9000
 READY_PATH = "/health/ready"
 KEY_VARS = ("rustfs_access_key", "rustfs_secret_key")
 
 
 def rustfs_url(topology: Topology, host: Host) -> str:
-    """``http://<storage_address>:<rustfs_port>`` of a RustFS node."""
-    return f"http://{host_port(host.address, int(host.var('rustfs_port', default=DEFAULT_PORT)))}"
+    """``http://<rustfs_bind_address>:<rustfs_port>`` of a RustFS node."""
+    return _url(host)
 
 
 def _ready_url(topology: Topology, host: Host) -> str:

@@ -32,18 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import re
-import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
+from storagectl import placement as placements
 from storagectl.checks.base import (
     CheckContext,
     CheckResult,
@@ -53,17 +49,29 @@ from storagectl.checks.base import (
     parallel_map,
     unit_fix,
 )
+from storagectl.checks.transfer import (
+    VERIFY_BUCKET,
+    VERIFY_DIR,
+    delete,
+    filer_transfer,
+    http_error,
+    http_session,
+    payload,
+    s3_transfer,
+    size,
+    visible_within,
+)
+from storagectl.endpoints import (
+    master_addresses,
+    s3_region,
+    weed_address,
+    weed_url,
+)
 from storagectl.inventory import Host, Topology
+from storagectl.inventory.groups import FILER, MASTER, S3, VOLUME
 
 COMPONENT = "seaweedfs"
 
-MASTER = "seaweedfs_master"
-VOLUME = "seaweedfs_volume"
-FILER = "seaweedfs_filer"
-S3 = "seaweedfs_s3"
-
-# Used only when neither the inventory nor the role defaults define the port.
-DEFAULT_PORTS = {MASTER: 9333, VOLUME: 8080, FILER: 8888, S3: 8333}
 UNITS = {
     MASTER: "seaweedfs-master",
     VOLUME: "seaweedfs-volume",
@@ -71,30 +79,8 @@ UNITS = {
     S3: "seaweedfs-s3",
 }
 
-VERIFY_BUCKET = "storagectl-verify"
-VERIFY_DIR = "/storagectl-verify"
-S3_REGION = "us-east-1"
-USER_AGENT = "storagectl-verify"
-
 
 # --- endpoints -------------------------------------------------------------------------------
-
-
-def host_port(address: str, port: int) -> str:
-    """``address:port``, with IPv6 literals bracketed."""
-    if ":" in address and not address.startswith("["):
-        return f"[{address}]:{port}"
-    return f"{address}:{port}"
-
-
-def port_of(host: Host, component: str) -> int:
-    """The HTTP port of ``component`` on ``host`` (``seaweedfs_<component>_port``)."""
-    return int(host.var(f"{component}_port", default=DEFAULT_PORTS[component]))
-
-
-def base_url(host: Host, component: str) -> str:
-    """``http://<storage_address>:<port>`` of ``component`` on ``host``."""
-    return f"http://{host_port(host.address, port_of(host, component))}"
 
 
 def _journal_fix(host: Host, component: str, reason: str = "") -> str:
@@ -102,30 +88,9 @@ def _journal_fix(host: Host, component: str, reason: str = "") -> str:
     return unit_fix(host, UNITS[component], reason)
 
 
-def http_error(exc: requests.RequestException) -> str:
-    """A short operator-facing description of a failed HTTP request."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection refused or unreachable"
-    if isinstance(exc, requests.Timeout):
-        return "no answer in time"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def http_session() -> requests.Session:
-    """A session for probes: our User-Agent, and never the environment's HTTP proxy."""
-    session = requests.Session()
-    session.headers["User-Agent"] = USER_AGENT
-    session.trust_env = False  # never send cluster probes through an HTTP proxy
-    return session
-
-
 def weed_shell(topology: Topology) -> str:
     """``weed shell -master=<every master>``, for fix sentences."""
-    masters = topology.component(MASTER)
-    listed = ",".join(host_port(m.address, port_of(m, MASTER)) for m in masters)
-    return f"weed shell -master={listed or '<master>'}"
+    return f"weed shell -master={','.join(master_addresses(topology)) or '<master>'}"
 
 
 def _strip_grpc(server: str) -> str:
@@ -149,7 +114,7 @@ class _MasterView:
 
 
 def _cluster_status(host: Host, ctx: CheckContext) -> _MasterView:
-    url = f"{base_url(host, MASTER)}/cluster/status"
+    url = f"{weed_url(host, MASTER)}/cluster/status"
     view = _MasterView(host=host, url=url)
     start = time.monotonic()
     try:
@@ -187,7 +152,7 @@ def _master_result(view: _MasterView, expected_peers: int) -> CheckResult:
         )
     leader = _strip_grpc(str(view.status.get("Leader") or ""))
     # Peers is omitted for a single legacy-raft master; hashicorp raft lists the master itself.
-    own = base_url(view.host, MASTER).removeprefix("http://")
+    own = weed_url(view.host, MASTER).removeprefix("http://")
     peers = [p for p in view.status.get("Peers") or [] if _strip_grpc(str(p)) != own]
     problems: list[str] = []
     if not leader:
@@ -264,8 +229,8 @@ def _leader_result(views: list[_MasterView], inventory_masters: dict[str, str]) 
 @cluster_check("master leader", COMPONENT, requires=(MASTER,))
 def master_leader(topology: Topology, ctx: CheckContext) -> list[CheckResult]:
     """Every master answers /cluster/status, all name the same leader, exactly one leads."""
-    masters = topology.component(MASTER)
-    inventory_masters = {host_port(h.address, port_of(h, MASTER)): h.name for h in masters}
+    masters = topology.group(MASTER)
+    inventory_masters = {weed_address(h, MASTER): h.name for h in masters}
     views = parallel_map(lambda h: _cluster_status(h, ctx), masters)
     results = [_master_result(view, len(masters) - 1) for view in views]
     results.append(_leader_result(views, inventory_masters))
@@ -280,8 +245,8 @@ def _dir_status(topology: Topology, ctx: CheckContext) -> tuple[dict[str, Any] |
     errors: list[str] = []
     url = ""
     with http_session() as session:
-        for master in topology.component(MASTER):
-            url = f"{base_url(master, MASTER)}/dir/status"
+        for master in topology.group(MASTER):
+            url = f"{weed_url(master, MASTER)}/dir/status"
             try:
                 response = session.get(url, timeout=ctx.http_timeout)
                 if response.status_code == 200:
@@ -332,9 +297,8 @@ def volume_registered(topology: Topology, ctx: CheckContext) -> list[CheckResult
     nodes = _data_nodes(body)
     results = []
     for volume in volumes:
-        node_url = host_port(volume.address, port_of(volume, VOLUME))
-        want_dc = str(volume.var("seaweedfs_data_center", default="") or "")
-        want_rack = str(volume.var("seaweedfs_rack", default="") or "")
+        node_url = weed_address(volume, VOLUME)
+        want_dc, want_rack = placements.location(volume)
         found = nodes.get(node_url)
         if found is None:
             known = ", ".join(sorted(nodes)) or "none"
@@ -397,7 +361,7 @@ def volume_registered(topology: Topology, ctx: CheckContext) -> list[CheckResult
 
 
 def _filer_healthz(topology: Topology, host: Host) -> str:
-    return f"{base_url(host, FILER)}/healthz"
+    return f"{weed_url(host, FILER)}/healthz"
 
 
 @host_check("filer health", COMPONENT, group=FILER, endpoint=_filer_healthz)
@@ -429,10 +393,6 @@ def filer_health(topology: Topology, host: Host, ctx: CheckContext) -> CheckResu
 
 # --- 4. filer write / read / delete ----------------------------------------------------------
 
-VISIBLE_WITHIN = 5.0
-"""Seconds a file written through one filer may take to show up on another: filers with their
-own stores learn of each other's writes through metadata aggregation, asynchronously."""
-
 _CORRUPTION_FIX = (
     "Data corruption or a stale replica: run `volume.check.disk` in weed shell "
     "and check the volume servers' disks."
@@ -440,161 +400,7 @@ _CORRUPTION_FIX = (
 
 
 def _filer_base(topology: Topology, host: Host) -> str:
-    return f"{base_url(host, FILER)}{VERIFY_DIR}/"
-
-
-def _payload() -> bytes:
-    """64 KiB plus up to 64 KiB of random bytes (so chunking and sizes vary between runs)."""
-    return os.urandom(64 * 1024 + int.from_bytes(os.urandom(2), "big"))
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} KiB"
-
-
-def visible_within(ctx: CheckContext) -> float:
-    """How long a read through another filer retries a 404: VISIBLE_WITHIN, less on a short
-    task budget so the check still reports the 404 itself."""
-    return min(VISIBLE_WITHIN, max(1.0, ctx.timeout / 3))
-
-
-@dataclass
-class FilerTransfer:
-    """One verify file PUT through a filer URL, read back through another (or the same), deleted.
-
-    ``failed`` names the step that went wrong (``PUT``, ``GET``, ``compare`` or ``DELETE``; empty
-    when every step worked) and ``detail`` says how; ``status`` is that step's HTTP status when
-    there was an answer. ``waited`` is how long the reading URL took to serve the file.
-    """
-
-    size: int
-    failed: str = ""
-    detail: str = ""
-    status: int | None = None
-    waited: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def spent(self) -> str:
-        """``PUT 12 ms, GET 3 ms, DELETE 2 ms``."""
-        return ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items())
-
-    def fail(self, step: str, detail: str, status: int | None = None) -> None:
-        self.failed, self.detail, self.status = step, detail, status
-
-
-def _get_when_visible(
-    session: requests.Session, url: str, ctx: CheckContext, within: float
-) -> tuple[requests.Response, float]:
-    """GET ``url``, retrying a 404 for up to ``within`` seconds: (last answer, seconds waited)."""
-    start = time.monotonic()
-    pause = 0.05
-    while True:
-        response = session.get(url, timeout=ctx.http_timeout)
-        waited = time.monotonic() - start
-        if response.status_code != 404 or waited + pause > within:
-            return response, waited
-        time.sleep(pause)
-        pause = min(pause * 2, 0.25)
-
-
-def _delete(
-    session: requests.Session, url: str, ctx: CheckContext, timings: dict[str, float]
-) -> str:
-    """DELETE ``url``: an empty string when it worked, else what went wrong."""
-    start = time.monotonic()
-    try:
-        response = session.delete(url, timeout=ctx.http_timeout)
-    except requests.RequestException as exc:
-        return http_error(exc)
-    timings["DELETE"] = time.monotonic() - start
-    return "" if response.status_code in (200, 202, 204) else f"HTTP {response.status_code}"
-
-
-def _put_and_read(
-    session: requests.Session,
-    write_url: str,
-    read_url: str,
-    *,
-    data: bytes,
-    ctx: CheckContext,
-    within: float,
-    outcome: FilerTransfer,
-) -> None:
-    step = "PUT"
-    try:
-        start = time.monotonic()
-        response = session.put(write_url, data=data, timeout=ctx.http_timeout)
-        outcome.timings["PUT"] = time.monotonic() - start
-        if response.status_code not in (200, 201):
-            answer = response.text[:120].strip()
-            outcome.fail(
-                "PUT",
-                f"PUT {_size(len(data))}: HTTP {response.status_code} {answer}".rstrip(),
-                response.status_code,
-            )
-            return
-        step = "GET"
-        start = time.monotonic()
-        response, outcome.waited = _get_when_visible(session, read_url, ctx, within)
-        outcome.timings["GET"] = time.monotonic() - start
-        if response.status_code != 200:
-            retried = response.status_code == 404 and within > 0
-            still = f", still after {outcome.waited:.1f} s of retries" if retried else ""
-            outcome.fail(
-                "GET", f"GET after PUT: HTTP {response.status_code}{still}", response.status_code
-            )
-            return
-        got = response.content
-        if hashlib.sha256(got).digest() != hashlib.sha256(data).digest():
-            outcome.fail(
-                "compare",
-                f"read back {_size(len(got))} differing from the {_size(len(data))} written",
-            )
-    except requests.RequestException as exc:
-        outcome.fail(step, f"{step}: {http_error(exc)}")
-
-
-def filer_transfer(
-    write_url: str,
-    read_url: str,
-    ctx: CheckContext,
-    *,
-    within: float = 0.0,
-    also_delete: Sequence[str] = (),
-    while_stored: Callable[[], None] | None = None,
-) -> FilerTransfer:
-    """PUT random bytes at ``write_url``, GET them at ``read_url`` (a 404 retried for up to
-    ``within`` seconds), compare their sha256, then DELETE ``write_url``.
-
-    ``while_stored`` is called once the file has been read back identical, before it is deleted
-    (to look at where the filer keeps it); it is not called when an earlier step failed.
-
-    HTTP trouble never raises: the outcome names the step that failed and how. The file is
-    deleted whatever happened; a failed DELETE is reported only when everything else worked.
-    ``also_delete`` are URLs of the same file on each filer, deleted afterwards without
-    judging the answers: behind a load balancer the DELETE may reach a filer that has not seen
-    the file yet, which answers 204 and changes nothing, so the writer must be told directly.
-    """
-    data = _payload()
-    outcome = FilerTransfer(size=len(data))
-    with http_session() as session:
-        try:
-            _put_and_read(
-                session, write_url, read_url, data=data, ctx=ctx, within=within, outcome=outcome
-            )
-            if outcome.ok and while_stored is not None:
-                while_stored()
-        finally:
-            deleted = _delete(session, write_url, ctx, outcome.timings)
-            for url in also_delete:
-                _delete(session, url, ctx, {})
-    if outcome.ok and deleted:
-        outcome.fail("DELETE", f"wrote and read {_size(len(data))} but DELETE failed: {deleted}")
-    return outcome
+    return f"{weed_url(host, FILER)}{VERIFY_DIR}/"
 
 
 @host_check("filer round trip", COMPONENT, group=FILER, endpoint=_filer_base)
@@ -607,7 +413,7 @@ def filer_round_trip(topology: Topology, host: Host, ctx: CheckContext) -> Check
             "filer round trip",
             COMPONENT,
             True,
-            f"{_size(outcome.size)} written, read back identical (sha256), deleted; "
+            f"{size(outcome.size)} written, read back identical (sha256), deleted; "
             f"{outcome.spent()}",
         )
     fix = (
@@ -623,7 +429,7 @@ def filer_round_trip(topology: Topology, host: Host, ctx: CheckContext) -> Check
 
 def _next_filer(topology: Topology, host: Host) -> Host | None:
     """The filer after ``host`` in inventory order (wrapping); None with a single filer."""
-    filers = topology.component(FILER)
+    filers = topology.group(FILER)
     names = [f.name for f in filers]
     if len(filers) < 2 or host.name not in names:
         return None
@@ -652,7 +458,7 @@ def filer_cross_read(topology: Topology, host: Host, ctx: CheckContext) -> list[
                 "filer cross read",
                 COMPONENT,
                 True,
-                f"{_size(outcome.size)} written through {host.name}, read back identical "
+                f"{size(outcome.size)} written through {host.name}, read back identical "
                 f"(sha256) through {reader.name} after {outcome.waited * 1000:.0f} ms, deleted; "
                 f"{outcome.spent()}",
             )
@@ -682,82 +488,6 @@ def filer_cross_read(topology: Topology, host: Host, ctx: CheckContext) -> list[
 
 
 # --- 6. a written file has the copies the replica placement promises --------------------------
-
-DEFAULT_REPLICA_PLACEMENT = "001"
-"""roles/seaweedfs/defaults/main.yml, used when neither the inventory nor the roles define it."""
-
-_PLACEMENT = re.compile(r"^[0-2]{3}$")
-
-
-def copy_count(placement: str) -> int:
-    """How many copies SeaweedFS keeps of a volume of placement ``XYZ``: X+Y+Z+1."""
-    return sum(int(c) for c in placement) + 1
-
-
-def placement_needs(placement: str) -> str:
-    """What placement ``XYZ`` needs of the volume servers, in words."""
-    x, y, z = (int(c) for c in placement)
-    needs = []
-    if x:
-        needs.append(f"{x + 1} data centers")
-    if y:
-        needs.append(f"{y + 1} racks in one data center")
-    if z:
-        needs.append(f"{z + 1} servers in one rack")
-    return ", ".join(needs) or "a single server"
-
-
-@dataclass(frozen=True)
-class VolumeCopy:
-    """Where one copy of a volume sits: the server's ``ip:port``, inventory name, DC and rack."""
-
-    url: str
-    name: str
-    dc: str
-    rack: str
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.dc}/{self.rack})"
-
-
-def spread_problem(placement: str, copies: Sequence[VolumeCopy]) -> tuple[str, str] | None:
-    """How the copies of one volume break placement ``XYZ``: ``(kind, text)`` with kind
-    ``count`` (wrong number of copies or servers) or ``spread`` (wrong data centers, racks or
-    servers per rack); None when they honour it.
-
-    Levels are checked from the data centers down and the first one that is wrong is reported:
-    the levels below it only restate it.
-    """
-    x, y, z = (int(c) for c in placement)
-    servers = {c.url for c in copies}
-    want = copy_count(placement)
-    if len(servers) != len(copies):
-        return "count", f"{len(copies)} copies on only {len(servers)} distinct server(s)"
-    if len(copies) != want:
-        return "count", f"{_copies(len(copies))}, placement {placement} wants {want}"
-    dcs = Counter(c.dc for c in copies)
-    if len(dcs) != x + 1:
-        return "spread", (
-            f"copies in {len(dcs)} data center(s) ({', '.join(sorted(dcs))}), "
-            f"placement {placement} wants {x + 1}"
-        )
-    main_dc = dcs.most_common(1)[0][0]
-    racks = Counter(c.rack for c in copies if c.dc == main_dc)
-    if len(racks) != y + 1:
-        return "spread", (
-            f"copies in {len(racks)} rack(s) of {main_dc} ({', '.join(sorted(racks))}), "
-            f"placement {placement} wants {y + 1}"
-        )
-    main_rack, in_rack = racks.most_common(1)[0]
-    if in_rack != z + 1:
-        return "spread", (
-            f"{_copies(in_rack)} in {main_dc}/{main_rack}, placement {placement} wants {z + 1}"
-        )
-    return None
-
-
-def _copies(n: int) -> str:
-    return f"{n} cop{'y' if n == 1 else 'ies'}"
 
 
 def volume_placement(vol_status: dict[str, Any], volume: str) -> str:
@@ -803,8 +533,8 @@ def _lookup_volume(
 ) -> tuple[list[dict[str, Any]] | None, str]:
     """The locations of ``volume`` from the first master that knows them: (locations, error)."""
     errors: list[str] = []
-    for master in topology.component(MASTER):
-        url = f"{base_url(master, MASTER)}/dir/lookup?volumeId={volume}"
+    for master in topology.group(MASTER):
+        url = f"{weed_url(master, MASTER)}/dir/lookup?volumeId={volume}"
         try:
             response = session.get(url, timeout=ctx.http_timeout)
             body = response.json()
@@ -824,11 +554,10 @@ def _lookup_volume(
 
 def _expected_placement(topology: Topology) -> str:
     """The masters' default placement (what the masters are deployed with, not the filers')."""
-    masters = topology.component(MASTER)
-    name = "seaweedfs_default_replica_placement"
+    masters = topology.group(MASTER)
     if masters:
-        return str(masters[0].var(name, default=DEFAULT_REPLICA_PLACEMENT))
-    return str(topology.var(name, default=DEFAULT_REPLICA_PLACEMENT))
+        return str(masters[0].var(placements.VARIABLE))
+    return str(topology.var(placements.VARIABLE))
 
 
 def _placement_writer(filers: list[Host], placement: str) -> tuple[Host, dict[str, str]]:
@@ -841,19 +570,18 @@ def _placement_writer(filers: list[Host], placement: str) -> tuple[Host, dict[st
     return filers[0], {"replication": placement}
 
 
-def _copies_of(topology: Topology, locations: list[dict[str, Any]]) -> list[VolumeCopy]:
+def _copies_of(topology: Topology, locations: list[dict[str, Any]]) -> list[placements.VolumeCopy]:
     """Map /dir/lookup locations to inventory volume hosts (by storage_address:volume port)."""
-    inventory = {host_port(v.address, port_of(v, VOLUME)): v for v in topology.component(VOLUME)}
+    inventory = {weed_address(v, VOLUME): v for v in topology.group(VOLUME)}
     copies = []
     for location in locations:
         url = str(location.get("url") or "")
         host = inventory.get(url)
         if host is None:
-            copies.append(VolumeCopy(url, url, str(location.get("dataCenter") or "?"), "?"))
+            dc = str(location.get("dataCenter") or "?")
+            copies.append(placements.VolumeCopy(url, url, dc, "?"))
             continue
-        dc = str(host.var("seaweedfs_data_center", default="") or "DefaultDataCenter")
-        rack = str(host.var("seaweedfs_rack", default="") or "DefaultRack")
-        copies.append(VolumeCopy(url, host.name, dc, rack))
+        copies.append(placements.VolumeCopy(url, host.name, *placements.location(host)))
     return copies
 
 
@@ -890,7 +618,7 @@ class _PlacementProbe:
             return
         if not chunks:
             self.findings.add(
-                f"{self.writer.name} kept the {_size(len(self.data))} file inline in its store "
+                f"{self.writer.name} kept the {size(len(self.data))} file inline in its store "
                 "(no chunk on a volume server)",
                 f"Lower -saveToFilerLimit of {UNITS[FILER]} on {self.writer.name} below 64 KiB.",
             )
@@ -908,12 +636,12 @@ class _PlacementProbe:
         try:
             response = self.session.put(self.url, params=params, data=self.data, timeout=timeout)
             if response.status_code not in (200, 201):
-                want = copy_count(self.placement)
+                want = placements.copy_count(self.placement)
                 self.findings.add(
                     f"PUT through {name}: HTTP {response.status_code} "
                     f"{response.text[:160].strip()}".rstrip(),
                     f"The cluster must hold {want} copies of placement {self.placement} "
-                    f"({placement_needs(self.placement)}, with free volume slots): look for "
+                    f"({placements.needs(self.placement)}, with free volume slots): look for "
                     "'Not enough data nodes' or 'No free volumes' in the leader master's journal. "
                     f"{writer_fix}",
                 )
@@ -953,7 +681,7 @@ class _PlacementProbe:
                 f"| {self.shell}.",
             )
         where = ", ".join(map(str, copies))
-        wrong = spread_problem(self.placement, copies)
+        wrong = placements.spread_problem(self.placement, copies)
         if wrong is not None:
             kind, text = wrong
             actual = self._actual_placement(volume)
@@ -964,13 +692,13 @@ class _PlacementProbe:
             self.findings.add(f"{label}: {text}: {where}", fix)
         for chunk in chunks:
             self._read_copies(chunk, copies)
-        self.found.append(f"volume {volume} has {_copies(len(copies))} on {where}")
+        self.found.append(f"volume {volume} has {placements.copies(len(copies))} on {where}")
 
     def _actual_placement(self, volume: str) -> str:
         """The placement ``volume`` was created with, from the masters' /vol/status ("" when
         unknown). Asked only when something is wrong: the answer lists every volume."""
-        for master in self.topology.component(MASTER):
-            url = f"{base_url(master, MASTER)}/vol/status"
+        for master in self.topology.group(MASTER):
+            url = f"{weed_url(master, MASTER)}/vol/status"
             try:
                 body = self.session.get(url, timeout=self.ctx.http_timeout).json()
             except (requests.RequestException, ValueError):
@@ -993,13 +721,13 @@ class _PlacementProbe:
                 f"volume.fix.replication -apply; unlock' | {self.shell}."
             )
         return (
-            f"Placement {placement} needs {placement_needs(placement)}: make every volume "
+            f"Placement {placement} needs {placements.needs(placement)}: make every volume "
             "server's seaweedfs_data_center/seaweedfs_rack its real place (see volume "
             "registered), with free slots in each, then echo 'lock; volume.fix.replication "
             f"-apply; unlock' | {self.shell}."
         )
 
-    def _read_copies(self, chunk: _Chunk, copies: list[VolumeCopy]) -> None:
+    def _read_copies(self, chunk: _Chunk, copies: list[placements.VolumeCopy]) -> None:
         """GET the chunk from every copy and compare it with the bytes written."""
         expected = self.data[chunk.offset : chunk.offset + chunk.size]
         digest = hashlib.sha256(expected).digest()
@@ -1029,8 +757,8 @@ class _PlacementProbe:
                 self.findings.add(problem, repair)
             elif hashlib.sha256(response.content).digest() != digest:
                 self.findings.add(
-                    f"copy on {copy.name} ({url}) holds {_size(len(response.content))} "
-                    f"differing from the {_size(len(expected))} written",
+                    f"copy on {copy.name} ({url}) holds {size(len(response.content))} "
+                    f"differing from the {size(len(expected))} written",
                     repair,
                 )
 
@@ -1043,11 +771,11 @@ def replica_placement(topology: Topology, ctx: CheckContext) -> list[CheckResult
     copies on distinct volume servers, spread over data centers and racks as XYZ requires, each
     holding the bytes written (read from every copy directly).
     """
-    filers = topology.component(FILER)
+    filers = topology.group(FILER)
     if not filers:
         return []  # nothing to write a file through: not applicable
     placement = _expected_placement(topology)
-    if not _PLACEMENT.match(placement):
+    if placements.digits(placement) is None:
         return [
             CheckResult(
                 "replica placement",
@@ -1061,11 +789,11 @@ def replica_placement(topology: Topology, ctx: CheckContext) -> list[CheckResult
     writer, params = _placement_writer(filers, placement)
     url = f"{_filer_base(topology, writer)}{uuid.uuid4().hex}.bin"
     with http_session() as session:
-        probe = _PlacementProbe(topology, session, ctx, placement, writer, url, _payload())
+        probe = _PlacementProbe(topology, session, ctx, placement, writer, url, payload())
         try:
             probe.run(params)
         finally:
-            deleted = _delete(session, url, ctx, {})
+            deleted = delete(session, url, ctx, {})
     if not probe.findings.problems and deleted:
         probe.findings.add(
             f"checked every copy but DELETE {probe.url} failed: {deleted}",
@@ -1100,158 +828,7 @@ def replica_placement(topology: Topology, ctx: CheckContext) -> list[CheckResult
 
 
 def _s3_url(topology: Topology, host: Host) -> str:
-    return base_url(host, S3)
-
-
-#: One boto3 session for every S3 client of the process, created on first use: a session loads
-#: the S3 service model (~0.1 s of CPU), so one session per client made verify's S3 checks slow
-#: each other down. Sessions are not thread-safe, clients are: clients are created under the lock.
-_S3_SESSION: list[Any] = []
-_S3_SESSION_LOCK = threading.Lock()
-
-
-def s3_client(endpoint: str, access_key: str, secret_key: str, ctx: CheckContext) -> Any:
-    """A boto3 S3 client for one gateway: path-style, short timeouts, few retries."""
-    # boto3 is imported on first use, inside a check, so a verify without S3 endpoints (and the
-    # start of every verify) does not pay for it.
-    import boto3
-    from botocore.config import Config
-
-    connect, read = ctx.http_timeout
-    config = Config(
-        s3={"addressing_style": "path"},
-        connect_timeout=connect,
-        read_timeout=read,
-        retries={"max_attempts": 2, "mode": "standard"},
-        user_agent_extra=USER_AGENT,
-        signature_version="s3v4",
-    )
-    with _S3_SESSION_LOCK:
-        if not _S3_SESSION:
-            _S3_SESSION.append(boto3.session.Session())
-        return _S3_SESSION[0].client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=S3_REGION,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            config=config,
-        )
-
-
-_AUTH_ERRORS = frozenset(
-    {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "403", "401", "Forbidden"}
-)
-
-
-def _create_verify_bucket(client: Any) -> None:
-    """Create the verify bucket; another check creating it at the same moment is fine."""
-    from botocore.exceptions import ClientError
-
-    try:
-        client.create_bucket(Bucket=VERIFY_BUCKET)
-    except ClientError as exc:
-        code = _error_code(exc)
-        if code == "NoSuchBucket":
-            # Two gateways creating the bucket at once (the checks run concurrently on a fresh
-            # cluster): the loser can answer NoSuchBucket while the winner's bucket appears. It
-            # exists when a HEAD says so shortly after.
-            time.sleep(0.5)
-            client.head_bucket(Bucket=VERIFY_BUCKET)
-        elif code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-
-
-def s3_transfer(
-    endpoint: str,
-    access_key: str,
-    secret_key: str,
-    ctx: CheckContext,
-    *,
-    check: str = "s3 round trip",
-    component: str = COMPONENT,
-    service_fix: str,
-    keys_of: str = "this host",
-    key_vars: tuple[str, str] = ("seaweedfs_s3_access_key", "seaweedfs_s3_secret_key"),
-) -> CheckResult:
-    """Through the S3 endpoint ``endpoint``: create the verify bucket if missing, PUT an object,
-    GET it back byte-identical, DELETE it. Returns the result named ``check``.
-
-    ``service_fix`` is the fix for failures that are not the keys' fault (what to look at behind
-    ``endpoint``); ``keys_of`` names whose keys these are, for the message when they are unset;
-    ``key_vars`` the inventory variables holding them.
-    """
-    access_var, secret_var = key_vars
-    if not access_key or not secret_key:
-        return CheckResult(
-            check,
-            component,
-            False,
-            f"{access_var} / {secret_var} are not set for {keys_of}",
-            fix=f"Set {access_var} and {secret_var} in the inventory (vault).",
-        )
-    client = s3_client(endpoint, access_key, secret_key, ctx)
-    from botocore.exceptions import BotoCoreError, ClientError  # loaded by s3_client
-
-    key = f"{uuid.uuid4().hex}.bin"
-    data = _payload()
-    timings: dict[str, float] = {}
-    step = "HeadBucket"
-    try:
-        start = time.monotonic()
-        try:
-            client.head_bucket(Bucket=VERIFY_BUCKET)
-        except ClientError as exc:
-            if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                raise
-            step = "CreateBucket"
-            _create_verify_bucket(client)
-        timings["bucket"] = time.monotonic() - start
-        step = "PutObject"
-        start = time.monotonic()
-        client.put_object(Bucket=VERIFY_BUCKET, Key=key, Body=data)
-        timings["PUT"] = time.monotonic() - start
-        step = "GetObject"
-        start = time.monotonic()
-        got = client.get_object(Bucket=VERIFY_BUCKET, Key=key)["Body"].read()
-        timings["GET"] = time.monotonic() - start
-        step = "DeleteObject"
-        start = time.monotonic()
-        client.delete_object(Bucket=VERIFY_BUCKET, Key=key)
-        timings["DELETE"] = time.monotonic() - start
-    except ClientError as exc:
-        code = _error_code(exc)
-        if code in _AUTH_ERRORS:
-            fix = (
-                f"The gateway rejected the configured keys: make {access_var}/{secret_var} "
-                "match an identity of the S3 config (with Admin for "
-                f"CreateBucket, or pre-create bucket {VERIFY_BUCKET})."
-            )
-        else:
-            fix = service_fix
-        return CheckResult(
-            check, component, False, f"{step}: {code}: {_error_message(exc)}", fix=fix
-        )
-    except BotoCoreError as exc:
-        return CheckResult(check, component, False, f"{step}: {exc}", fix=service_fix)
-    finally:
-        client.close()
-    if got != data:
-        return CheckResult(
-            check,
-            component,
-            False,
-            f"GetObject returned {_size(len(got))} differing from the {_size(len(data))} written",
-            fix="Data corruption between gateway, filer and volume servers: check their logs.",
-        )
-    spent = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items())
-    return CheckResult(
-        check,
-        component,
-        True,
-        f"s3://{VERIFY_BUCKET}/{key}: {_size(len(data))} put, read back identical, "
-        f"deleted; {spent}",
-    )
+    return weed_url(host, S3)
 
 
 @host_check("s3 round trip", COMPONENT, group=S3, endpoint=_s3_url)
@@ -1263,17 +840,8 @@ def s3_round_trip(topology: Topology, host: Host, ctx: CheckContext) -> CheckRes
         str(host.var("seaweedfs_s3_secret_key", default="") or ""),
         ctx,
         service_fix=_journal_fix(host, S3),
+        region=s3_region(topology),
     )
-
-
-def _error_code(exc: Any) -> str:
-    error = getattr(exc, "response", {}).get("Error", {})
-    return str(error.get("Code") or "")
-
-
-def _error_message(exc: Any) -> str:
-    error = getattr(exc, "response", {}).get("Error", {})
-    return str(error.get("Message") or exc)
 
 
 # --- 8. anonymous S3 access is refused -------------------------------------------------------

@@ -8,7 +8,7 @@ precedence rules behave as they do in a run. On top of what an inventory load gi
 * the playbook-adjacent ``group_vars/`` and ``host_vars/`` of the project root are loaded (the
   loader's basedir is the project root, where ``site.yml`` lives);
 * every ``roles/*/defaults/main.yml`` is layered *under* the host variables, as the lowest
-  precedence, because the checks need the same defaults the roles deploy with (ports, group
+  precedence, because the checks need the same defaults the roles deploy with (ports,
   names); roles are merged in name order;
 * ``-e`` extra vars are layered on top, parsed as ``ansible-playbook -e`` parses them.
 
@@ -195,7 +195,7 @@ class Topology:
     def var(self, name: str, default: Any = MISSING) -> Any:
         """A cluster-wide variable: its value on the first inventory host, else the role default.
 
-        Meant for settings that are the same on every host (group names, ports defined in
+        Meant for settings that are the same on every host (ports defined in
         ``group_vars/all``); per-host settings should be read with :meth:`Host.var`.
         """
         for host in self.hosts.values():
@@ -207,21 +207,9 @@ class Topology:
             raise VariableError(f"variable {name} is not defined in the inventory")
         return default
 
-    def group_var_name(self, logical: str) -> str:
-        """The inventory group of a component, honouring its ``<logical>_group`` override.
-
-        ``group_var_name("seaweedfs_master")`` is the value of ``seaweedfs_master_group`` when
-        set, else ``"seaweedfs_master"``.
-        """
-        return str(self.var(f"{logical}_group", default=logical))
-
-    def component(self, logical: str) -> list[Host]:
-        """All hosts of a component's group (``logical`` is the default group name)."""
-        return self.group(self.group_var_name(logical))
-
-    def targets(self, logical: str) -> list[Host]:
-        """The hosts of a component that are in scope of ``--limit``."""
-        return [h for h in self.component(logical) if h.name in self.in_scope]
+    def targets(self, name: str) -> list[Host]:
+        """The hosts of group ``name`` that are in scope of ``--limit``."""
+        return [h for h in self.group(name) if h.name in self.in_scope]
 
 
 def _vault_secrets(loader: DataLoader, vault_password_file: str | Path | None) -> None:

@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from storagectl import placement
 from storagectl.inventory.loader import MISSING, Host, Topology, VariableError
 
 __all__ = ["PORTS", "RULES", "Port", "Problem", "Service", "validate"]
 
-PLACEMENT = "seaweedfs_default_replica_placement"
+PLACEMENT = placement.VARIABLE
 
 # Volumes SeaweedFS creates at once when a collection needs room, by copy count
 # (master.toml [master.volume_growth]: copy_1 = 7, copy_2 = 6, copy_3 = 3, copy_other = 1).
@@ -82,21 +83,13 @@ def _var(host: Host, name: str, default: Any = MISSING) -> Any:
         raise _UnresolvedError(host.name, name, str(exc)) from None
 
 
-def _group(topology: Topology, logical: str) -> tuple[str, list[Host]]:
-    """A component's inventory group name (``<logical>_group`` honoured) and its hosts."""
-    try:
-        name = topology.group_var_name(logical)
-    except VariableError as exc:
-        raise _UnresolvedError(None, f"{logical}_group", str(exc)) from None
+def _group(topology: Topology, name: str) -> tuple[str, list[Host]]:
+    """A group's name and its hosts (the playbooks target the groups by these names)."""
     return name, topology.group(name)
 
 
 def _names(hosts: Iterable[Host | str]) -> str:
     return ", ".join(h if isinstance(h, str) else h.name for h in hosts)
-
-
-def _copies(count: int) -> str:
-    return f"{count} {'copy' if count == 1 else 'copies'}"
 
 
 def _whole_number(value: Any) -> int | None:
@@ -120,7 +113,7 @@ def check_groups(topology: Topology) -> Iterator[Problem]:
         if not hosts:
             yield Problem(
                 None,
-                f"{logical}_group",
+                f"[{name}]",
                 f"group {name} has no hosts: SeaweedFS needs at least one {what}",
                 f"put at least one host in group {name}",
             )
@@ -129,7 +122,7 @@ def check_groups(topology: Topology) -> Iterator[Problem]:
     if gateways and not filers:
         yield Problem(
             None,
-            "seaweedfs_filer_group",
+            f"[{filers_group}]",
             f"group {filers_group} has no hosts, but the S3 gateways ({_names(gateways)}) store "
             "everything through a filer",
             f"put at least one host in group {filers_group}, or remove the S3 gateways",
@@ -142,7 +135,7 @@ def check_master_count(topology: Topology) -> Iterator[Problem]:
     if masters and len(masters) % 2 == 0:
         yield Problem(
             None,
-            "seaweedfs_master_group",
+            f"[{name}]",
             f"group {name} has {len(masters)} hosts ({_names(masters)}): Raft needs an odd "
             "number of masters (1, 3 or 5) and weed master refuses to start with an even count",
             f"add or remove one host in group {name}",
@@ -158,46 +151,12 @@ def _placement_value(topology: Topology) -> Any:
     return _var(masters[0], PLACEMENT) if masters else MISSING
 
 
-def _digits(value: Any) -> tuple[int, int, int] | None:
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{3}", value):
-        return int(value[0]), int(value[1]), int(value[2])
-    return None
-
-
-def _layout(volumes: Iterable[Host]) -> dict[str, dict[str, list[str]]]:
-    """Volume servers by data center, then rack (the role defaults are dc1 / rack1)."""
-    layout: dict[str, dict[str, list[str]]] = {}
-    for host in volumes:
-        dc = str(_var(host, "seaweedfs_data_center", "dc1"))
-        rack = str(_var(host, "seaweedfs_rack", "rack1"))
-        layout.setdefault(dc, {}).setdefault(rack, []).append(host.name)
-    return layout
-
-
-def _show_dcs(layout: dict[str, dict[str, list[str]]]) -> str:
-    shown = [
-        f"{dc} = [{_names(sorted(h for r in racks.values() for h in r))}]"
-        for dc, racks in layout.items()
-    ]
-    return "data centers: " + ", ".join(shown)
-
-
-def _show_racks(layout: dict[str, dict[str, list[str]]]) -> str:
-    shown = [
-        f"{dc}/{rack} = [{_names(hosts)}]"
-        for dc, racks in layout.items()
-        for rack, hosts in racks.items()
-    ]
-    return "racks: " + ", ".join(shown)
-
-
 def check_replica_placement(topology: Topology) -> Iterator[Problem]:
     """The placement is three digits XYZ and the volume servers' labels can satisfy it."""
     value = _placement_value(topology)
     if value is MISSING:
         return
-    digits = _digits(value)
-    if digits is None:
+    if placement.digits(value) is None:
         if isinstance(value, int) and not isinstance(value, bool):
             message = (
                 f"is the number {value}, not three digits: YAML reads an unquoted 001 as 1 "
@@ -213,41 +172,14 @@ def check_replica_placement(topology: Topology) -> Iterator[Problem]:
             'of one rack) or "000" (one copy)',
         )
         return
-    x, y, z = digits
     _, volumes = _group(topology, "seaweedfs_volume")
     if not volumes:
         return
-    layout = _layout(volumes)
-    if len(layout) < x + 1:
-        yield Problem(
-            None,
-            PLACEMENT,
-            f'"{value}" keeps {_copies(x)} in other data centers, so the volume servers must '
-            f"span at least {x + 1} data centers; the inventory has {_show_dcs(layout)}",
-            f"set seaweedfs_data_center so that volume servers are in at least {x + 1} data "
-            f"centers, or lower the first digit of {PLACEMENT}",
-        )
-    wide_dcs = [racks for racks in layout.values() if len(racks) >= y + 1]
-    if not wide_dcs:
-        yield Problem(
-            None,
-            PLACEMENT,
-            f'"{value}" keeps {_copies(y)} on other racks of the same data center, so one data '
-            f"center needs volume servers on at least {y + 1} racks; the inventory has "
-            f"{_show_racks(layout)}",
-            f"set seaweedfs_rack so that the volume servers of one data center are on at least "
-            f"{y + 1} racks, or lower the middle digit of {PLACEMENT}",
-        )
-    elif not any(len(hosts) >= z + 1 for racks in wide_dcs for hosts in racks.values()):
-        where = f" of a data center with at least {y + 1} racks" if y else ""
-        yield Problem(
-            None,
-            PLACEMENT,
-            f'"{value}" keeps {_copies(z)} on other servers of the same rack, so a rack{where} '
-            f"needs at least {z + 1} volume servers; the inventory has {_show_racks(layout)}",
-            f"put at least {z + 1} volume servers in one rack (same seaweedfs_data_center and "
-            f"seaweedfs_rack), or lower the last digit of {PLACEMENT}",
-        )
+    for host in volumes:  # an unresolvable label is reported with its host and variable
+        _var(host, "seaweedfs_data_center")
+        _var(host, "seaweedfs_rack")
+    for message, fix in placement.unsatisfiable(value, placement.layout(volumes)):
+        yield Problem(None, PLACEMENT, message, fix)
 
 
 # --- volume slots --------------------------------------------------------------------------
@@ -255,7 +187,7 @@ def check_replica_placement(topology: Topology) -> Iterator[Problem]:
 
 def check_volume_slots(topology: Topology) -> Iterator[Problem]:
     """Enough volume slots for the default collection and one S3 bucket to grow once."""
-    digits = _digits(_placement_value(topology))
+    digits = placement.digits(_placement_value(topology))
     _, volumes = _group(topology, "seaweedfs_volume")
     if digits is None or not volumes:
         return  # check_replica_placement and check_groups report these
@@ -296,7 +228,7 @@ def check_volume_slots(topology: Topology) -> Iterator[Problem]:
             None,
             "seaweedfs_volume_max",
             f"the volume servers have {total} volume slots ({', '.join(counted)}), but placement "
-            f'"{x}{y}{z}" stores {_copies(copies)} of each volume and SeaweedFS grows a '
+            f'"{x}{y}{z}" stores {placement.copies(copies)} of each volume and SeaweedFS grows a '
             f"collection {growth} volumes at a time: the default collection and one S3 bucket "
             f"need {growth} x {copies} x 2 = {needed}",
             f"raise seaweedfs_volume_max (every further bucket takes {growth * copies} more "
@@ -381,7 +313,7 @@ def check_etcd(topology: Topology) -> Iterator[Problem]:
     if members and (len(members) < 3 or len(members) % 2 == 0):
         yield Problem(
             None,
-            "etcd_group",
+            f"[{etcd_group}]",
             f"group {etcd_group} has {len(members)} host{'s' if len(members) > 1 else ''} "
             f"({_names(members)}): etcd needs an odd number of members, at least 3 (3 keep "
             "quorum through the loss of one member, 5 through two)",
@@ -390,7 +322,7 @@ def check_etcd(topology: Topology) -> Iterator[Problem]:
     elif postgres and not members:
         yield Problem(
             None,
-            "etcd_group",
+            f"[{etcd_group}]",
             f"group {postgres_group} has hosts ({_names(postgres)}), but group {etcd_group} has "
             "none: Patroni keeps its leader lock in etcd",
             f"put 3 hosts in group {etcd_group} (the PostgreSQL hosts may carry them)",
@@ -714,7 +646,7 @@ def check_juicefs(topology: Topology) -> Iterator[Problem]:
         if not redis:
             yield Problem(
                 host.name,
-                "redis_group",
+                f"[{redis_group}]",
                 f"group {redis_group} has no hosts, but JuiceFS keeps its metadata in Redis",
                 f"put a host in group {redis_group} (its first host is the metadata server)",
             )
