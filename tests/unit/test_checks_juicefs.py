@@ -25,6 +25,7 @@ from storagectl.checks.base import CheckResult
 from storagectl.checks.juicefs import (
     CHECKS,
     Mount,
+    env_file,
     meta_url,
     mounts_of,
     parse_mount_state,
@@ -68,7 +69,9 @@ def client_vars(volume: JuiceFSVolume, index: int) -> dict[str, Any]:
     return {
         "ansible_connection": "local",
         "juicefs_mountpoint": str(volume.mountpoints[index]),
-        "juicefs_env_file": str(volume.env_file),
+        # The role's env file is <juicefs_config_dir>/<juicefs_mount_name>.env.
+        "juicefs_config_dir": str(volume.env_file.parent),
+        "juicefs_mount_name": volume.env_file.stem,
     }
 
 
@@ -112,8 +115,9 @@ def test_healthy_mounts_pass(
     ]
     mount = results[0]
     assert mount.detail.endswith("active, enabled, inode 1, fuse.juicefs")
-    unit = unit_for(str(juicefs_volume.mountpoints[0]))
-    assert f"{juicefs_volume.mountpoints[0]} ({unit})" in mount.detail
+    assert f"{juicefs_volume.mountpoints[0]} (juicefs-{juicefs_volume.env_file.stem})" in (
+        mount.detail
+    )
     shared = results[2]
     assert "written on client1, read back identical (sha256) on client2; deleted" in shared.detail
     verify_dir = juicefs_volume.mountpoints[0] / ".storagectl-verify"
@@ -133,7 +137,7 @@ def test_inactive_unit_and_missing_mount_fail(
     tmp_path: Path,
     project_root: Path,
 ) -> None:
-    unit = unit_for(str(juicefs_volume.mountpoints[0]))
+    unit = f"juicefs-{juicefs_volume.env_file.stem}"
     (systemctl / f"{unit}.service.is-active").write_text("failed\n")
     (systemctl / f"{unit}.service.is-enabled").write_text("disabled\n")
     empty = tmp_path / "not-mounted"
@@ -182,9 +186,17 @@ def test_wrong_volume_name_fails(
     assert status.detail == f"the metadata engine holds volume {JUICEFS_VOLUME}, not other-volume"
 
 
+def test_unit_and_env_file_follow_the_role_default_mount_name(
+    tmp_path: Path, project_root: Path
+) -> None:
+    clients = {"c1": {"juicefs_mountpoint": "/srv/jfs/"}, "c2": {}}
+    inventory = write_inventory(tmp_path / "inv", {"juicefs_client": clients})
+    c1, c2 = load_topology([inventory], basedir=project_root).group("juicefs_client")
+    assert (unit_for(c1), env_file(c1)) == ("juicefs-srv-jfs", "/etc/juicefs/srv-jfs.env")
+    assert (unit_for(c2), env_file(c2)) == ("juicefs-data", "/etc/juicefs/data.env")
+
+
 def test_pure_parts() -> None:
-    assert unit_for("/data") == "juicefs-data"
-    assert unit_for("/srv/jfs/") == "juicefs-srv-jfs"
     state = parse_mount_state(
         "unit juicefs-data.service active enabled\ninode juicefs-data.service 0 1\n"
         "fstype juicefs-data.service fuse.juicefs\n"

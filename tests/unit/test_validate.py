@@ -31,35 +31,11 @@ GOOD: Hosts = {
     "edge": (("seaweedfs_s3",), {}),
 }
 
-ROLE_DEFAULTS = {
-    "seaweedfs": {
-        "seaweedfs_master_port": 9333,
-        "seaweedfs_volume_port": 8080,
-        "seaweedfs_filer_port": 8888,
-        "seaweedfs_s3_port": 8333,
-        PLACEMENT: "001",
-        "seaweedfs_data_center": "dc1",
-        "seaweedfs_rack": "rack1",
-    },
-    "seaweedfs_master": {"seaweedfs_master_metrics_port": 0},
-    "seaweedfs_volume": {
-        "seaweedfs_volume_dirs": ["/var/lib/seaweedfs/volume"],
-        "seaweedfs_volume_max": 100,
-        "seaweedfs_volume_metrics_port": 0,
-    },
-    "seaweedfs_filer": {"seaweedfs_filer_metrics_port": 0},
-    "seaweedfs_s3": {"seaweedfs_s3_metrics_port": 0},
-}
-
-
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    for role, defaults in ROLE_DEFAULTS.items():
-        path = root / "roles" / role / "defaults" / "main.yml"
-        path.parent.mkdir(parents=True)
-        path.write_text(yaml.safe_dump(defaults))
-    return root
+def project(project_root: Path) -> Path:
+    """A copy of the project's group_vars and role defaults: the rules read every default from
+    the roles, as a run does, and a test may change its copy."""
+    return project_root
 
 
 def _check(

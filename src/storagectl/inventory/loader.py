@@ -176,6 +176,7 @@ class Topology:
         sources: Sequence[Path] = (),
         in_scope: Iterable[str] | None = None,
         defaults: Mapping[str, Any] | None = None,
+        raw_defaults: Mapping[str, Any] | None = None,
         warnings: Sequence[str] = (),
     ) -> None:
         self.hosts: dict[str, Host] = dict(hosts)
@@ -183,6 +184,7 @@ class Topology:
         self.sources: list[Path] = list(sources)
         self.in_scope: frozenset[str] = frozenset(self.hosts if in_scope is None else in_scope)
         self.defaults: dict[str, Any] = dict(defaults or {})
+        self._raw_defaults: dict[str, Any] = dict(raw_defaults or {})
         self.warnings: list[str] = list(warnings)
 
     def __repr__(self) -> str:
@@ -206,6 +208,10 @@ class Topology:
         if default is MISSING:
             raise VariableError(f"variable {name} is not defined in the inventory")
         return default
+
+    def sets(self, host: Host, name: str) -> bool:
+        """Whether the inventory (or ``-e``) sets ``name`` for ``host``, not a role default."""
+        return host.has_var(name) and host.vars[name] != self._raw_defaults.get(name, MISSING)
 
     def targets(self, name: str) -> list[Host]:
         """The hosts of group ``name`` that are in scope of ``--limit``."""
@@ -507,6 +513,7 @@ def topology_from_vars(
         sources=sources,
         in_scope=in_scope,
         defaults={k: _plain(v) for k, v in defaults.items() if not _is_template(v)},
+        raw_defaults=defaults,
         warnings=warnings,
     )
 

@@ -285,10 +285,10 @@ _DSN_UNSAFE = re.compile(r"[\s'\"\\$`]")
 
 
 # What the filers and the PostgreSQL hosts must agree on, with the role defaults.
-_FILER_DB_SHARED: dict[str, str | None] = {
-    "seaweedfs_filer_db_name": "seaweedfs",
-    "seaweedfs_filer_db_user": "seaweedfs",
-    FILER_DB_PASSWORD: None,
+_FILER_DB_SHARED: dict[str, Any] = {
+    "seaweedfs_filer_db_name": MISSING,  # role default
+    "seaweedfs_filer_db_user": MISSING,  # role default
+    FILER_DB_PASSWORD: None,  # a secret: no default
 }
 
 
@@ -303,7 +303,7 @@ def _secret_message(value: Any, minimum: int) -> str | None:
 
 def _explicit(topology: Topology, host: Host, name: str) -> bool:
     """Whether the inventory (or -e) sets ``name`` for ``host``, rather than a role default."""
-    return host.has_var(name) and host.vars[name] != topology.defaults.get(name, MISSING)
+    return topology.sets(host, name)
 
 
 def check_etcd(topology: Topology) -> Iterator[Problem]:
@@ -352,7 +352,7 @@ def _filer_stores(topology: Topology) -> tuple[dict[str, str], list[Problem]]:
     stores: dict[str, str] = {}
     problems: list[Problem] = []
     for host in filers:
-        value = _var(host, FILER_STORE, "leveldb2")
+        value = _var(host, FILER_STORE)
         if value in STORES:
             stores[host.name] = value
             continue
@@ -438,7 +438,7 @@ def check_filer_db_connections(topology: Topology) -> Iterator[Problem]:
     _, postgres = _group(topology, "postgres")
     if not shared or not postgres:
         return
-    value = _var(postgres[0], "patroni_max_connections", 200)
+    value = _var(postgres[0], "patroni_max_connections")
     limit = _whole_number(value)
     if limit is None:
         yield Problem(
@@ -450,7 +450,7 @@ def check_filer_db_connections(topology: Topology) -> Iterator[Problem]:
         return
     total, pools = 0, []
     for host in shared:
-        pool_value = _var(host, "seaweedfs_filer_db_max_open", 20)
+        pool_value = _var(host, "seaweedfs_filer_db_max_open")
         pool = _whole_number(pool_value)
         if pool is None or pool < 1:
             yield Problem(
@@ -539,7 +539,7 @@ def check_redis(topology: Topology) -> Iterator[Problem]:
     names = {h.name for h in hosts}
     yield from _sentinel_agreement([*hosts, *(c for c in clients if c.name not in names)])
     first = hosts[0]
-    if _truthy(_var(first, SENTINEL_ENABLED, False)):
+    if _truthy(_var(first, SENTINEL_ENABLED)):
         if len(hosts) < SENTINEL_MINIMUM:
             yield Problem(
                 first.name,
@@ -592,7 +592,7 @@ def check_rustfs(topology: Topology) -> Iterator[Problem]:
 
 
 def _juicefs_backend_problems(topology: Topology, host: Host) -> Iterator[Problem]:
-    backend = _var(host, "juicefs_backend", "rustfs")
+    backend = _var(host, "juicefs_backend")
     if backend not in JUICEFS_BACKENDS:
         yield Problem(
             host.name,
@@ -626,7 +626,7 @@ def _juicefs_backend_problems(topology: Topology, host: Host) -> Iterator[Proble
                 )
         yield from _key_problems(host, _S3_KEYS, "JuiceFS signs its S3 requests with it")
     else:
-        endpoint = _var(host, "juicefs_s3_endpoint", "")
+        endpoint = _var(host, "juicefs_s3_endpoint")
         if not re.match(r"^https?://[^/:]+", str(endpoint)):
             yield Problem(
                 host.name,
@@ -651,7 +651,7 @@ def check_juicefs(topology: Topology) -> Iterator[Problem]:
                 f"put a host in group {redis_group} (its first host is the metadata server)",
             )
         yield from _redis_password_problems(host, "the JuiceFS mounts connect with it")
-        name = _var(host, "juicefs_volume_name", "storagectl")
+        name = _var(host, "juicefs_volume_name")
         if not JUICEFS_VOLUME_NAME.match(str(name)):
             yield Problem(
                 host.name,
@@ -670,7 +670,6 @@ class Port:
     """One listening port of a service, read from ``variable``."""
 
     variable: str
-    default: Any = MISSING  # used when the variable is undefined; MISSING: it must be defined
     grpc: bool = False  # the service also listens on this port + 10000 (SeaweedFS's gRPC)
     optional: bool = False  # 0 turns the listener off (metrics ports)
 
@@ -679,7 +678,7 @@ class Port:
 class Service:
     """What runs on the hosts of a component group, and the ports it listens on."""
 
-    group: str  # logical group name; the inventory may rename it with <group>_group
+    group: str  # the inventory group whose hosts run it
     label: str
     ports: tuple[Port, ...]
     only_with: str | None = None  # these ports exist only when this logical group has hosts
@@ -687,12 +686,11 @@ class Service:
 
 
 def _metrics(variable: str) -> Port:
-    return Port(variable, 0, optional=True)
+    return Port(variable, optional=True)
 
 
-# One row per service. A new component adds its row; rows of components whose roles do not exist
-# yet carry their defaults, so the rule works the day the role lands. When two rows clash on one
-# host, the later row's variable is the one to change.
+# One row per service; every port variable has its default in the component's role. When two rows
+# clash on one host, the later row's variable is the one to change.
 PORTS: tuple[Service, ...] = (
     Service(
         "seaweedfs_master",
@@ -718,32 +716,32 @@ PORTS: tuple[Service, ...] = (
         "haproxy",
         "HAProxy",
         (
-            Port("haproxy_filer_port", 8888),
-            Port("haproxy_filer_grpc_port", 18888),
-            Port("haproxy_s3_port", 8333),
-            Port("haproxy_stats_port", 8404),
+            Port("haproxy_filer_port"),
+            Port("haproxy_filer_grpc_port"),
+            Port("haproxy_s3_port"),
+            Port("haproxy_stats_port"),
         ),
     ),
     Service(
         "haproxy",
         "HAProxy",
-        (Port("haproxy_postgres_rw_port", 5000), Port("haproxy_postgres_ro_port", 5001)),
+        (Port("haproxy_postgres_rw_port"), Port("haproxy_postgres_ro_port")),
         only_with="postgres",
     ),
-    Service("etcd", "etcd", (Port("etcd_client_port", 2379), Port("etcd_peer_port", 2380))),
+    Service("etcd", "etcd", (Port("etcd_client_port"), Port("etcd_peer_port"))),
     Service(
         "postgres",
         "PostgreSQL (Patroni)",
-        (Port("patroni_restapi_port", 8008), Port("postgresql_port", 5432)),
+        (Port("patroni_restapi_port"), Port("postgresql_port")),
     ),
-    Service("redis", "Redis", (Port("redis_port", 6379),)),
+    Service("redis", "Redis", (Port("redis_port"),)),
     Service(
         "redis",
         "Redis Sentinel",
-        (Port("redis_sentinel_port", 26379),),
+        (Port("redis_sentinel_port"),),
         enabled_by=SENTINEL_ENABLED,
     ),
-    Service("rustfs", "RustFS", (Port("rustfs_port", 9000), Port("rustfs_console_port", 9001))),
+    Service("rustfs", "RustFS", (Port("rustfs_port"), Port("rustfs_console_port"))),
 )
 
 
@@ -753,7 +751,7 @@ def _host_ports(
     """Each port of ``host`` as (number, variable, description), or the Problem of a bad value."""
     for service in services:
         for port in service.ports:
-            value = _var(host, port.variable, port.default)
+            value = _var(host, port.variable)
             number = _whole_number(value)
             if number == 0 and port.optional:
                 continue
@@ -794,7 +792,7 @@ def check_ports(topology: Topology) -> Iterator[Problem]:
             for s in PORTS
             if host.name in members[s.group]
             and (s.only_with is None or members[s.only_with])
-            and (s.enabled_by is None or _truthy(_var(host, s.enabled_by, False)))
+            and (s.enabled_by is None or _truthy(_var(host, s.enabled_by)))
         ]
         taken: dict[int, str] = {}
         for item in _host_ports(host, services):
