@@ -31,6 +31,7 @@ GOOD: Hosts = {
     "edge": (("seaweedfs_s3",), {}),
 }
 
+
 @pytest.fixture
 def project(project_root: Path) -> Path:
     """A copy of the project's group_vars and role defaults: the rules read every default from
