@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up this machine, boot the local lab, deploy the platform onto it and verify it.
-#   sudo scripts/lab-deploy.sh [dev|ha]
+#   scripts/lab-deploy.sh [dev|ha]      (as root)
 # The lab stays up afterwards: `.venv/bin/storagectl lab down` removes it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -12,7 +12,7 @@ python="${PYTHON:-python3}"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: the lab needs root (podman with real systemd, bridges, NAT). Run: sudo $0" >&2
+    echo "setup: the lab needs root (podman with real systemd, bridges, NAT): run $0 from a root shell" >&2
     exit 2
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
