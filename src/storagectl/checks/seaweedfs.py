@@ -280,80 +280,54 @@ def volume_registered(topology: Topology, ctx: CheckContext) -> list[CheckResult
     start = time.monotonic()
     body, url, error = _dir_status(topology, ctx)
     duration = time.monotonic() - start
+
+    def result(volume: Host, ok: bool, detail: str, fix: str = "") -> CheckResult:
+        return CheckResult(
+            "volume registered",
+            COMPONENT,
+            ok,
+            detail,
+            fix=fix,
+            endpoint=url,
+            duration=duration,
+            host=volume.name,
+        )
+
     if body is None:
-        return [
-            CheckResult(
-                "volume registered",
-                COMPONENT,
-                False,
-                f"no master answered /dir/status: {error}",
-                fix="Fix the masters first (see the master checks), then rerun.",
-                endpoint=url,
-                duration=duration,
-                host=v.name,
-            )
-            for v in volumes
-        ]
+        fix = "Fix the masters first (see the master checks), then rerun."
+        return [result(v, False, f"no master answered /dir/status: {error}", fix) for v in volumes]
     nodes = _data_nodes(body)
     results = []
     for volume in volumes:
         node_url = weed_address(volume, VOLUME)
-        want_dc, want_rack = placements.location(volume)
         found = nodes.get(node_url)
         if found is None:
             known = ", ".join(sorted(nodes)) or "none"
+            reason = (
+                f"start the volume server on {volume.name} and let it reach the masters on "
+                "their HTTP and gRPC (+10000) ports"
+            )
             results.append(
-                CheckResult(
-                    "volume registered",
-                    COMPONENT,
+                result(
+                    volume,
                     False,
                     f"{node_url} is not a data node of the cluster (registered: {known})",
-                    fix=_journal_fix(
-                        volume,
-                        VOLUME,
-                        f"start the volume server on {volume.name} and let it reach the masters "
-                        "on their HTTP and gRPC (+10000) ports",
-                    ),
-                    endpoint=url,
-                    duration=duration,
-                    host=volume.name,
+                    _journal_fix(volume, VOLUME, reason),
                 )
             )
             continue
         dc, rack, node = found
-        placement = f"{dc}/{rack}"
-        wrong = (want_dc and want_dc != dc) or (want_rack and want_rack != rack)
+        want_dc, want_rack = placements.location(volume)
+        if (want_dc, want_rack) != (dc, rack):
+            fix = (
+                f"Render -dataCenter/-rack of {UNITS[VOLUME]} on {volume.name} from "
+                "seaweedfs_data_center/seaweedfs_rack (rerun deploy) and restart it."
+            )
+            detail = f"{node_url} registered in {dc}/{rack}, inventory says {want_dc}/{want_rack}"
+            results.append(result(volume, False, detail, fix))
+            continue
         slots = f"{node.get('Volumes', 0)} volume(s) of max {node.get('Max', '?')}"
-        detail = f"{node_url} in {placement}, {slots}"
-        if wrong:
-            results.append(
-                CheckResult(
-                    "volume registered",
-                    COMPONENT,
-                    False,
-                    f"{node_url} registered in {placement}, "
-                    f"inventory says {want_dc or '*'}/{want_rack or '*'}",
-                    fix=(
-                        f"Render -dataCenter/-rack of {UNITS[VOLUME]} on {volume.name} from "
-                        "seaweedfs_data_center/seaweedfs_rack (rerun deploy) and restart it."
-                    ),
-                    endpoint=url,
-                    duration=duration,
-                    host=volume.name,
-                )
-            )
-        else:
-            results.append(
-                CheckResult(
-                    "volume registered",
-                    COMPONENT,
-                    True,
-                    detail,
-                    endpoint=url,
-                    duration=duration,
-                    host=volume.name,
-                )
-            )
+        results.append(result(volume, True, f"{node_url} in {dc}/{rack}, {slots}"))
     return results
 
 

@@ -268,6 +268,26 @@ def _create_verify_bucket(client: Any) -> None:
             raise
 
 
+#: The S3 operation of each timed step, for messages.
+_STEP_NAMES = {"PUT": "PutObject", "GET": "GetObject", "DELETE": "DeleteObject"}
+
+
+def _get(client: Any, key: str) -> bytes:
+    return bytes(client.get_object(Bucket=VERIFY_BUCKET, Key=key)["Body"].read())
+
+
+def _ensure_verify_bucket(client: Any) -> None:
+    """HEAD the verify bucket; create it when it does not exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_bucket(Bucket=VERIFY_BUCKET)
+    except ClientError as exc:
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        _create_verify_bucket(client)
+
+
 def s3_transfer(
     endpoint: str,
     access_key: str,
@@ -304,43 +324,34 @@ def s3_transfer(
     data = payload()
     timings: dict[str, float] = {}
     step = "HeadBucket"
+
+    def timed(name: str, call: Callable[[], Any]) -> Any:
+        nonlocal step
+        step = name
+        start = time.monotonic()
+        answer = call()
+        timings[name if name != "HeadBucket" else "bucket"] = time.monotonic() - start
+        return answer
+
     try:
-        start = time.monotonic()
-        try:
-            client.head_bucket(Bucket=VERIFY_BUCKET)
-        except ClientError as exc:
-            if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                raise
-            step = "CreateBucket"
-            _create_verify_bucket(client)
-        timings["bucket"] = time.monotonic() - start
-        step = "PutObject"
-        start = time.monotonic()
-        client.put_object(Bucket=VERIFY_BUCKET, Key=key, Body=data)
-        timings["PUT"] = time.monotonic() - start
-        step = "GetObject"
-        start = time.monotonic()
-        got = client.get_object(Bucket=VERIFY_BUCKET, Key=key)["Body"].read()
-        timings["GET"] = time.monotonic() - start
-        step = "DeleteObject"
-        start = time.monotonic()
-        client.delete_object(Bucket=VERIFY_BUCKET, Key=key)
-        timings["DELETE"] = time.monotonic() - start
+        timed("HeadBucket", lambda: _ensure_verify_bucket(client))
+        timed("PUT", lambda: client.put_object(Bucket=VERIFY_BUCKET, Key=key, Body=data))
+        got = timed("GET", lambda: _get(client, key))
+        timed("DELETE", lambda: client.delete_object(Bucket=VERIFY_BUCKET, Key=key))
     except ClientError as exc:
         code = error_code(exc)
+        fix = service_fix
         if code in _AUTH_ERRORS:
             fix = (
                 f"The gateway rejected the configured keys: make {access_var}/{secret_var} "
                 "match an identity of the S3 config (with Admin for "
                 f"CreateBucket, or pre-create bucket {VERIFY_BUCKET})."
             )
-        else:
-            fix = service_fix
-        return CheckResult(
-            check, component, False, f"{step}: {code}: {error_message(exc)}", fix=fix
-        )
+        detail = f"{exc.operation_name}: {code}: {error_message(exc)}"
+        return CheckResult(check, component, False, detail, fix=fix)
     except BotoCoreError as exc:
-        return CheckResult(check, component, False, f"{step}: {exc}", fix=service_fix)
+        detail = f"{_STEP_NAMES.get(step, step)}: {exc}"
+        return CheckResult(check, component, False, detail, fix=service_fix)
     finally:
         client.close()
     if got != data:

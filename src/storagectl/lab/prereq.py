@@ -31,8 +31,8 @@ def check_prerequisites(tools: Iterable[str] = tuple(UP_TOOLS)) -> None:
     """Raise ``LabError`` naming the fix unless we are root and every tool is installed."""
     if os.geteuid() != 0:
         raise LabError(
-            "The lab needs root (podman with systemd, bridges, NAT): run as root, from a root shell "
-            "(`.venv/bin/storagectl lab ...` as root)."
+            "The lab needs root (podman with systemd, bridges, NAT): run as root, from a root "
+            "shell (`.venv/bin/storagectl lab ...`)."
         )
     missing = missing_tools(tools)
     if missing:
