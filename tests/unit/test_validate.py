@@ -736,3 +736,96 @@ def test_juicefs_clients_need_a_redis_host(tmp_path: Path) -> None:
 def test_fs_problems_never_show_a_secret(tmp_path: Path) -> None:
     hosts = {**FS_HOSTS, "edge": (("juicefs_client",), {})}
     _assert_no_fs_secret(_check(tmp_path, None, hosts, FS_SECRETS))
+
+
+# --- values an operator types (inventory/values.py) --------------------------------------------
+
+
+def test_two_hosts_on_one_storage_address_are_refused(tmp_path: Path, project: Path) -> None:
+    hosts = _with(_with(GOOD, "s1", storage_address="10.0.0.5"), "s2", storage_address="10.0.0.5")
+    problem = _only(_check(tmp_path, project, hosts))
+    assert (problem.host, problem.variable) == ("s2", "storage_address")
+    assert "the address of s1 too" in problem.message
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "*", "::"])  # noqa: S104 - an inventory value
+def test_a_wildcard_storage_address_is_refused(
+    tmp_path: Path, project: Path, wildcard: str
+) -> None:
+    problem = _only(_check(tmp_path, project, _with(GOOD, "s3", storage_address=wildcard)))
+    assert (problem.host, problem.variable) == ("s3", "storage_address")
+    assert "not a wildcard" in problem.message
+
+
+def test_a_misspelt_group_is_refused(tmp_path: Path, project: Path) -> None:
+    problems = _check(tmp_path, project, _with(GOOD, "c1", ("juicefs_clients",)))
+    problem = _only(problems)
+    assert problem.variable == "[juicefs_clients]"
+    assert problem.fix == "rename group juicefs_clients to juicefs_client"
+    assert _check(tmp_path, project, _with(GOOD, "x1", ("monitoring_extra",))) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("data", "not an absolute path"),
+        ("/", "system directory"),
+        ("/etc", "system directory"),
+        ("/etc/", "system directory"),
+        ("/data/../etc", "'..' are not allowed"),
+    ],
+)
+def test_bad_juicefs_mountpoints_are_refused(tmp_path: Path, value: str, message: str) -> None:
+    hosts = _with(FS_HOSTS, "edge", juicefs_mountpoint=value)
+    problem = _only(_check(tmp_path, None, hosts, SEAWEEDFS_BACKEND))
+    assert (problem.host, problem.variable) == ("edge", "juicefs_mountpoint")
+    assert message in problem.message
+
+
+@pytest.mark.parametrize(
+    ("mounts", "variable", "message"),
+    [
+        ({"name": "a", "subdir": "/a", "mountpoint": "/srv/a"}, "juicefs_subdir_mounts", "dict"),
+        (["/srv/a"], "juicefs_subdir_mounts[0]", "not a mapping"),
+        (
+            [{"name": "a", "subdir": "/../x", "mountpoint": "/srv/a"}],
+            "juicefs_subdir_mounts[0]",
+            "..",
+        ),
+        (
+            [{"name": "a", "subdir": "/a", "mountpoint": "/data"}],
+            "juicefs_subdir_mounts[0]",
+            "second",
+        ),
+        (
+            [{"name": "a", "subdir": "/a", "mountpoint": "/usr"}],
+            "juicefs_subdir_mounts[0]",
+            "system",
+        ),
+    ],
+)
+def test_bad_subdirectory_mounts_are_refused(
+    tmp_path: Path, mounts: Any, variable: str, message: str
+) -> None:
+    hosts = _with(FS_HOSTS, "edge", juicefs_subdir_mounts=mounts)
+    problem = _only(_check(tmp_path, None, hosts, SEAWEEDFS_BACKEND))
+    assert problem.variable == variable
+    assert message in problem.message
+
+
+def test_a_sentinel_quorum_above_the_sentinels_is_refused(tmp_path: Path) -> None:
+    hosts = _with(_with(FS_HOSTS, "s2", ("redis",)), "s3", ("redis",))
+    variables = {**SEAWEEDFS_BACKEND, "redis_sentinel_enabled": True, "redis_sentinel_quorum": 4}
+    problem = _only(_check(tmp_path, None, hosts, variables))
+    assert (problem.host, problem.variable) == ("s1", "redis_sentinel_quorum")
+    assert "there are 3 Sentinels" in problem.message
+    assert "(2)" in problem.fix
+
+
+def test_a_secret_with_a_quote_is_refused_once_without_its_value(
+    tmp_path: Path, project: Path
+) -> None:
+    secret = 'never"print-me-0123'
+    problem = _only(_check(tmp_path, project, GOOD, {**KEYS, "seaweedfs_s3_secret_key": secret}))
+    assert (problem.host, problem.variable) == (None, "seaweedfs_s3_secret_key")
+    assert secret not in str(problem)

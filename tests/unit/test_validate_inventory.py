@@ -27,7 +27,9 @@ pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-p
 def _inventory(tmp_path: Path, masters: int, all_vars: dict[str, Any]) -> Path:
     """Every host is a master and a volume server (one rack, so "001" holds); m0 also runs the
     filer and the S3 gateway."""
-    hosts = {f"m{i}": {"ansible_host": "127.0.0.1", "ansible_port": 1} for i in range(masters)}
+    hosts = {
+        f"m{i}": {"ansible_host": f"127.0.0.{i + 1}", "ansible_port": 1} for i in range(masters)
+    }
     inventory = {
         "all": {
             "vars": all_vars,

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from storagectl import placement
+from storagectl.inventory import values
 from storagectl.inventory.loader import MISSING, Host, Topology, VariableError
+from storagectl.inventory.problem import Problem
 
 __all__ = ["PORTS", "RULES", "Port", "Problem", "Service", "validate"]
 
@@ -31,20 +33,6 @@ _GROWTH = {1: 7, 2: 6, 3: 3}
 
 # Variables whose values never appear in a message, not even in a templating error.
 _SECRET = re.compile(r"secret|password|passwd|token|access_key|private_key", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One broken rule: where (host, or ``None`` for the cluster), which variable, what, the fix."""
-
-    host: str | None
-    variable: str
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        where = f"{self.host}: " if self.host else ""
-        return f"{where}{self.variable}: {self.message.rstrip('.')}. Fix: {self.fix}"
 
 
 class _UnresolvedError(Exception):
@@ -817,6 +805,8 @@ def check_ports(topology: Topology) -> Iterator[Problem]:
 Rule = Callable[[Topology], Iterable[Problem]]
 
 RULES: tuple[Rule, ...] = (
+    values.check_group_names,
+    values.check_addresses,
     check_groups,
     check_master_count,
     check_replica_placement,
@@ -830,6 +820,9 @@ RULES: tuple[Rule, ...] = (
     check_rustfs,
     check_juicefs,
     check_ports,
+    values.check_juicefs_paths,
+    values.check_sentinel_quorum,
+    values.check_secret_characters,
 )
 
 

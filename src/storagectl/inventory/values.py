@@ -1,0 +1,226 @@
+"""Inventory rules about the values an operator types: addresses, group names, mount paths,
+secrets' shape and the Sentinel quorum.
+
+Each of these mistakes used to be accepted and to surface later, on a host, or never: two hosts
+on one storage address, a wildcard as ``storage_address``, a misspelt group that deploys nothing,
+a JuiceFS mount over ``/`` or ``/etc``, a Sentinel quorum no set of Sentinels can reach, a secret
+a config file cannot hold. :func:`storagectl.inventory.validate.validate` runs them with the other
+rules, before any host is touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from storagectl.endpoints import is_wildcard
+from storagectl.inventory import groups as G  # noqa: N812 - the group names, short
+from storagectl.inventory.loader import VariableError
+from storagectl.inventory.problem import Problem
+
+if TYPE_CHECKING:
+    from storagectl.inventory.loader import Host, Topology
+
+#: Directories a JuiceFS mount must never cover (the system would lose them while mounted).
+SYSTEM_DIRS = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib64",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",  # noqa: S108 - a path compared, not used
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/var/log",
+    }
+)
+
+#: Secrets rendered into config and environment files: a quote or a line break breaks the file.
+#: (seaweedfs_filer_db_password and redis_password have stricter rules of their own.)
+SECRET_VARIABLES = (
+    "seaweedfs_s3_access_key",
+    "seaweedfs_s3_secret_key",
+    "patroni_superuser_password",
+    "patroni_replication_password",
+    "patroni_rewind_password",
+    "rustfs_access_key",
+    "rustfs_secret_key",
+    "juicefs_s3_access_key",
+    "juicefs_s3_secret_key",
+)
+_UNSAFE_IN_FILES = frozenset("\"'\\\n\r\t")
+
+
+def _platform_hosts(topology: Topology) -> list[Host]:
+    """Hosts of any platform group, each once, in inventory order."""
+    seen: dict[str, Host] = {}
+    for name in G.ALL:
+        for host in topology.group(name):
+            seen.setdefault(host.name, host)
+    return list(seen.values())
+
+
+def check_addresses(topology: Topology) -> Iterator[Problem]:
+    """Every platform host has its own, concrete storage address."""
+    owners: dict[str, str] = {}
+    for host in _platform_hosts(topology):
+        address = str(host.var("storage_address", default="") or "")
+        if is_wildcard(host, address):
+            yield Problem(
+                host.name,
+                "storage_address",
+                f"is {address!r}: daemons bind to it and peers dial it, so it must be the "
+                "host's own address, not a wildcard",
+                f"set storage_address (or ansible_host) of {host.name} to its address on the "
+                "storage network",
+            )
+            continue
+        if address in owners:
+            yield Problem(
+                host.name,
+                "storage_address",
+                f"is {address}, the address of {owners[address]} too: two hosts cannot share "
+                "one storage address (their daemons and cluster membership would collide)",
+                f"give {host.name} its own storage_address (or ansible_host)",
+            )
+        else:
+            owners[address] = host.name
+
+
+def check_group_names(topology: Topology) -> Iterator[Problem]:
+    """A group whose name is close to a platform group is a typo: it would deploy nothing."""
+    known = set(G.ALL)
+    for name, members in topology.groups.items():
+        if name in known or name in ("all", "ungrouped") or not members:
+            continue
+        close = difflib.get_close_matches(name, G.ALL, n=1, cutoff=0.8)
+        if close:
+            yield Problem(
+                None,
+                f"[{name}]",
+                f"group {name} is not a group the playbooks deploy, but looks like {close[0]}: "
+                f"its hosts ({', '.join(members)}) would get nothing",
+                f"rename group {name} to {close[0]}",
+            )
+
+
+def _mount_path_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.startswith("/"):
+        return f"is {value!r}, not an absolute path"
+    parts = value.split("/")
+    if ".." in parts or "." in parts:
+        return f"is {value!r}: '.' and '..' are not allowed in a mount path"
+    normal = posixpath.normpath(value)
+    if normal in SYSTEM_DIRS:
+        return f"is {value!r}: mounting over a system directory hides it while mounted"
+    return None
+
+
+def check_juicefs_paths(topology: Topology) -> Iterator[Problem]:
+    """Mount points are absolute, not system directories, and subdirectory mounts are a list of
+    ``{name, subdir, mountpoint}`` with a clean subdirectory."""
+    for host in topology.group(G.JUICEFS_CLIENT):
+        main = host.var("juicefs_mountpoint")
+        message = _mount_path_problem(main)
+        if message:
+            yield Problem(
+                host.name,
+                "juicefs_mountpoint",
+                message,
+                "set juicefs_mountpoint to an absolute path of its own, e.g. /data",
+            )
+        subdirs = host.var("juicefs_subdir_mounts")
+        if not isinstance(subdirs, list):
+            yield Problem(
+                host.name,
+                "juicefs_subdir_mounts",
+                f"is a {type(subdirs).__name__}, not a list of mounts",
+                "write it as a list: - {name: agent-a, subdir: /agents/a, mountpoint: /srv/a}",
+            )
+            continue
+        seen = {str(main)}
+        for index, item in enumerate(subdirs):
+            where = f"juicefs_subdir_mounts[{index}]"
+            if not isinstance(item, dict):
+                yield Problem(
+                    host.name,
+                    where,
+                    f"is {item!r}, not a mapping with name, subdir and mountpoint",
+                    "write each mount as {name: ..., subdir: /..., mountpoint: /...}",
+                )
+                continue
+            mountpoint = item.get("mountpoint")
+            message = _mount_path_problem(mountpoint)
+            if message is None and str(mountpoint) in seen:
+                message = f"mounts {mountpoint} a second time on this host"
+            seen.add(str(mountpoint))
+            subdir = str(item.get("subdir") or "")
+            if message is None and ".." in subdir.split("/"):
+                message = f"has subdir {subdir!r}: '..' would leave the volume's tree"
+            if message:
+                yield Problem(
+                    host.name,
+                    where,
+                    message,
+                    "give each subdirectory mount an absolute mountpoint of its own (not a "
+                    "system directory) and a subdir inside the volume",
+                )
+
+
+def check_sentinel_quorum(topology: Topology) -> Iterator[Problem]:
+    """With Sentinel, the quorum is between 1 and the number of Sentinels."""
+    hosts = topology.group(G.REDIS)
+    if not hosts or str(hosts[0].var("redis_sentinel_enabled")).lower() not in ("true", "1"):
+        return
+    quorum = hosts[0].var("redis_sentinel_quorum")
+    try:
+        number = int(quorum)
+    except (TypeError, ValueError):
+        number = 0
+    if not 1 <= number <= len(hosts):
+        yield Problem(
+            hosts[0].name,
+            "redis_sentinel_quorum",
+            f"is {quorum!r}, but there are {len(hosts)} Sentinels: no failover could ever be agreed"
+            if number > len(hosts)
+            else f"is {quorum!r}, not a positive number",
+            f"set redis_sentinel_quorum to a majority of the Sentinels ({len(hosts) // 2 + 1}), "
+            "or leave it unset",
+        )
+
+
+def check_secret_characters(topology: Topology) -> Iterator[Problem]:
+    """Secrets hold no quote, backslash or line break (config and environment files cannot)."""
+    reported: set[str] = set()
+    for host in _platform_hosts(topology):
+        for name in SECRET_VARIABLES:
+            try:
+                value = host.var(name, default=None)
+            except VariableError:
+                continue  # the rule that needs it reports it
+            if not isinstance(value, str) or name in reported:
+                continue
+            if _UNSAFE_IN_FILES.intersection(value):
+                reported.add(name)
+                yield Problem(
+                    None,
+                    name,
+                    "contains a quote, a backslash, a tab or a line break, which the config "
+                    "and environment files it is written to cannot hold",
+                    f"generate {name} from letters, digits and '.', '_', '~', '-' "
+                    "(e.g. openssl rand -hex 24)",
+                )
