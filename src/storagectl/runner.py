@@ -14,6 +14,7 @@ Every Ansible run of storagectl goes through :class:`PlaybookRunner`:
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import os
 import shlex
@@ -231,9 +232,19 @@ class PlaybookRunner:
         if self.ansible_config and self.ansible_config.is_file():
             env["ANSIBLE_CONFIG"] = str(self.ansible_config)
         env.update({k: v for k, v in os.environ.items() if k.startswith("ANSIBLE_")})
+        # ansible-runner turns SSH host-key checking off unless told: tell it what
+        # ansible-playbook would do (the caller's variable, else ansible.cfg, else on).
+        env.setdefault("ANSIBLE_HOST_KEY_CHECKING", str(self._host_key_checking()))
         bin_dir = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join(p for p in (bin_dir, os.environ.get("PATH", "")) if p)
         return env
+
+    def _host_key_checking(self) -> bool:
+        """``host_key_checking`` of the ansible.cfg in use (Ansible's default: on)."""
+        config = configparser.ConfigParser()
+        if self.ansible_config and self.ansible_config.is_file():
+            config.read(self.ansible_config)
+        return config.getboolean("defaults", "host_key_checking", fallback=True)
 
     @staticmethod
     def cmdline(

@@ -195,6 +195,31 @@ def test_envvars_use_this_environment_and_the_project_config(tmp_path: Path) -> 
     assert env["ANSIBLE_CONFIG"] == os.environ.get("ANSIBLE_CONFIG", str(config))
 
 
+def test_host_key_checking_stays_on_unless_configured_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ansible-runner would turn it off: deploy checks host keys as ansible-playbook does."""
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
+    config = tmp_path / "ansible.cfg"
+    config.write_text("[defaults]\nforks = 5\n")
+    assert (
+        PlaybookRunner(project_dir=tmp_path, ansible_config=config).envvars()[
+            "ANSIBLE_HOST_KEY_CHECKING"
+        ]
+        == "True"
+    )
+    config.write_text("[defaults]\nhost_key_checking = False\n")
+    assert (
+        PlaybookRunner(project_dir=tmp_path, ansible_config=config).envvars()[
+            "ANSIBLE_HOST_KEY_CHECKING"
+        ]
+        == "False"
+    )
+    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "false")
+    env = PlaybookRunner(project_dir=tmp_path, ansible_config=config).envvars()
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "false"
+
+
 def test_ansible_variables_pass_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANSIBLE_FORKS", "7")
     monkeypatch.setenv("NOT_ANSIBLE", "x")
