@@ -21,7 +21,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 # haproxy, postgresql, patroni, etcd-server and redis-server: the unit tests run real ones on loopback
-# (tests/conftest.py starts its own processes; the packages' own services are not used).
+# (tests/support/ starts its own processes; the packages' own services are not used).
 packages=(podman runc debootstrap iptables openssh-client ca-certificates git haproxy
     postgresql patroni etcd-server redis-server)
 missing=()

@@ -1,4 +1,5 @@
-"""HAProxy checks against a real HAProxy in front of the real loopback cluster (see conftest)."""
+"""HAProxy checks against a real HAProxy in front of the real loopback cluster (see
+support.haproxy)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from storagectl.checks.haproxy import CHECKS, parse_stats
 from storagectl.inventory import load_topology
 
 if TYPE_CHECKING:
-    from conftest import HAProxy, WeedCluster
+    from support.haproxy import HAProxy
+    from support.weed import WeedCluster
 
 MakeInventory = Callable[..., Path]
 FreePorts = Callable[[int], list[int]]

@@ -1,6 +1,6 @@
-"""JuiceFS checks against a real JuiceFS volume mounted twice on this machine (see conftest
-``juicefs_volume``): two inventory clients reached with ``ansible_connection: local``, metadata
-in a real Redis, data in local ``file://`` storage.
+"""JuiceFS checks against a real JuiceFS volume mounted twice on this machine (see
+support.juicefs ``juicefs_volume``): two inventory clients reached with
+``ansible_connection: local``, metadata in a real Redis, data in local ``file://`` storage.
 
 systemd does not run here, so the mount units cannot exist: a ``systemctl`` stand-in on PATH
 answers ``is-active``/``is-enabled`` from files of the test (the only thing not real here).
@@ -34,11 +34,11 @@ from storagectl.checks.juicefs import (
     unit_for,
 )
 from storagectl.inventory import load_topology
+from support.common import write_inventory
+from support.juicefs import JUICEFS_META_DB, JUICEFS_VOLUME
 
 if TYPE_CHECKING:
-    from conftest import JuiceFSVolume
-
-from conftest import JUICEFS_META_DB, JUICEFS_VOLUME, write_inventory
+    from support.juicefs import JuiceFSVolume
 
 SYSTEMCTL = """#!/bin/sh
 # is-active|is-enabled UNIT: the content of $SYSTEMCTL_STATE/UNIT.<verb>, else active/enabled.

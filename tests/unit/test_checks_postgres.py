@@ -1,6 +1,6 @@
-"""PostgreSQL HA checks against real servers on loopback (see conftest): etcd and two Patroni
-3.0.2 members running PostgreSQL 15, HAProxy's PostgreSQL listeners in front of them, and a
-SeaweedFS filer on postgres2 through the read-write listener.
+"""PostgreSQL HA checks against real servers on loopback (see support.postgres): etcd and two
+Patroni 3.0.2 members running PostgreSQL 15, HAProxy's PostgreSQL listeners in front of them,
+and a SeaweedFS filer on postgres2 through the read-write listener.
 
 Situations a shared, healthy cluster cannot show without being broken for the other tests
 (several leaders, a lagging replica, a paused cluster) are tested on the pure functions, with
@@ -36,11 +36,12 @@ from storagectl.checks.postgres import (
     size,
 )
 from storagectl.inventory import load_topology
+from support.common import write_inventory
+from support.postgres import FILER_DB_PASSWORD, running_postgres_haproxy
 
 if TYPE_CHECKING:
-    from conftest import PatroniCluster, PostgresHAProxy, WeedCluster
-
-from conftest import FILER_DB_PASSWORD, running_postgres_haproxy, write_inventory
+    from support.postgres import PatroniCluster, PostgresHAProxy
+    from support.weed import WeedCluster
 
 FreePorts = Callable[[int], list[int]]
 MakeInventory = Callable[..., Path]

@@ -1,4 +1,4 @@
-"""Redis checks against a real redis-server on loopback (see conftest ``redis_server``)."""
+"""Redis checks against a real redis-server on loopback (see support.redis ``redis_server``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from storagectl.checks import all_checks, run_checks
 from storagectl.checks.base import CheckResult
 from storagectl.checks.redis import CHECKS
 from storagectl.inventory import load_topology
+from support.common import write_inventory
+from support.redis import REDIS_PASSWORD
 
 if TYPE_CHECKING:
-    from conftest import RedisServer, SentinelGroup
-
-from conftest import REDIS_PASSWORD, write_inventory
+    from support.redis import RedisServer, SentinelGroup
 
 StartRedis = Callable[..., "RedisServer"]
 

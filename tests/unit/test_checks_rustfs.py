@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 from storagectl.checks import run_checks
 from storagectl.checks.rustfs import CHECKS
 from storagectl.inventory import load_topology
+from support.common import write_inventory
 
 if TYPE_CHECKING:
-    from conftest import WeedServer
-
-from conftest import write_inventory
+    from support.weed import WeedServer
 
 
 def test_rustfs_checks_use_the_rustfs_port_and_keys(

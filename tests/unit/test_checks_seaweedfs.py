@@ -1,5 +1,5 @@
-"""SeaweedFS checks against real servers on loopback (see conftest): a single-node ``weed server``
-and a multi-process cluster with two filers and two volume servers."""
+"""SeaweedFS checks against real servers on loopback (see support.weed): a single-node
+``weed server`` and a multi-process cluster with two filers and two volume servers."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from storagectl.inventory import load_topology
 from storagectl.placement import VolumeCopy, copy_count, spread_problem
 
 if TYPE_CHECKING:
-    from conftest import WeedCluster, WeedServer
+    from support.weed import WeedCluster, WeedServer
 
 MakeInventory = Callable[..., Path]
 FreePorts = Callable[[int], list[int]]
@@ -165,7 +165,7 @@ def test_all_checks_includes_seaweedfs(weed_inventory: MakeInventory, project_ro
     assert {r.component for r in results} == {"seaweedfs"}
 
 
-# --- an S3 gateway without identities (conftest's ``open_s3_gateway``): anonymous access is open
+# --- an S3 gateway without identities (``open_s3_gateway``): anonymous access is open ----------
 
 
 def test_anonymous_access_is_detected(
@@ -179,7 +179,7 @@ def test_anonymous_access_is_detected(
     assert anonymous.endpoint.startswith(f"http://{host_port('127.0.0.1', open_s3_gateway)}/")
 
 
-# --- a multi-process cluster (conftest's ``weed_cluster``): 2 filers, 2 volume servers, 001 ----
+# --- a multi-process cluster (``weed_cluster``): 2 filers, 2 volume servers, 001 ---------------
 
 
 def test_cluster_passes_cross_reads_and_placement(

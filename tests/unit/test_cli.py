@@ -15,7 +15,7 @@ from storagectl import __version__, cli
 from storagectl.exitcodes import RC
 
 if TYPE_CHECKING:
-    from conftest import WeedServer
+    from support.weed import WeedServer
 
 MakeInventory = Callable[..., Path]
 

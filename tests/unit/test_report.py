@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from conftest import write_inventory
 from storagectl.checks.base import CheckResult
 from storagectl.inventory import Topology, load_topology
 from storagectl.report import (
@@ -19,6 +18,7 @@ from storagectl.report import (
     timing_line,
     write_junit,
 )
+from support.common import write_inventory
 
 RESULTS = [
     CheckResult(
