@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -195,6 +196,22 @@ class _Progress:
         if self.verbosity and not self.quiet and event.get("stdout"):
             for text in str(event["stdout"]).splitlines():
                 self.out.write(f"           {text}\n")
+
+
+def _scrub_command_artifact(artifact_dir: Path) -> None:
+    """Drop the environment from ansible-runner's ``command`` artifact.
+
+    ansible-runner records the whole process environment there: the operator's shell variables,
+    tokens included. The command line and working directory stay (``reproduce.sh`` has them too).
+    """
+    path = artifact_dir / "command"
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(document, dict) and "env" in document:
+        document.pop("env")
+        path.write_text(json.dumps(document))
 
 
 class PlaybookRunner:
@@ -406,6 +423,7 @@ class PlaybookRunner:
             artifact_dir=artifact_dir,
             failures=progress.failures,
         )
+        _scrub_command_artifact(artifact_dir)
         self._write_reproduce(artifact_dir, list(getattr(runner.config, "command", []) or []))
         if not self.quiet:
             self.print_summary(result)

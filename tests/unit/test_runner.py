@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import sys
@@ -183,8 +184,11 @@ def test_artifacts_are_kept_rotated_and_reproducible(runs: Runs) -> None:
     text = script.read_text()
     assert f"{Path(sys.executable).parent}/ansible-playbook" in text or "ansible-playbook" in text
     assert str(runs.project / "play.yml") in text
-    # The env of the run is never written to the private data dir.
+    # The env of the run is never written to the private data dir, nor kept in the artifacts.
     assert not (runs.artifacts.parent / "runner" / "env").exists()
+    command = json.loads((artifact_dir / "command").read_text())
+    assert "env" not in command
+    assert command["command"][0].endswith("ansible-playbook")
 
 
 def test_envvars_use_this_environment_and_the_project_config(tmp_path: Path) -> None:
