@@ -39,16 +39,29 @@ def _dump(path: Path, data: dict[str, Any]) -> None:
 
 
 def _copy(tmp_path: Path) -> Path:
+    """The sample with its placeholders replaced by test secrets (as an operator would)."""
     target = tmp_path / "prod"
     shutil.copytree(PROD, target)
+    vault = target / "group_vars" / "all" / "vault.yml"
+    _dump(vault, {name: f"test-{name[6:].replace('_', '-')}-0123456789" for name in _load(vault)})
     return target
 
 
 # --- the sample as shipped -----------------------------------------------------------------------
 
 
-def test_prod_inventory_passes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["inventory", "check", "-i", str(PROD)]) == RC.OK
+def test_prod_sample_refuses_its_placeholders(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["inventory", "check", "-i", str(PROD)]) == RC.INVALID_INVENTORY
+    lines = capsys.readouterr().out.splitlines()
+    secrets = _load(PROD / "group_vars" / "all" / "secrets.yml")
+    placeholders = [line for line in lines if "placeholder of the sample inventory" in line]
+    assert len(placeholders) == len(secrets)
+    assert all(line.split(":")[0] in secrets for line in placeholders)
+    assert not any("CHANGE-ME" in line for line in lines)  # values are never printed
+
+
+def test_prod_inventory_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["inventory", "check", "-i", str(_copy(tmp_path))]) == RC.OK
     captured = capsys.readouterr()
     assert captured.out.startswith("inventory OK: 21 hosts (seaweedfs_master 3, ")
     assert "redis 3, rustfs 1" in captured.out
@@ -78,10 +91,11 @@ def test_deploy_prod_runs_site_yml(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             return runner.RunResult(status="successful", rc=0, stats={}, artifact_dir=tmp_path)
 
     monkeypatch.setattr(runner, "PlaybookRunner", FakeRunner)
-    assert cli.main(["deploy", "-i", str(PROD)]) == RC.OK
+    prod = _copy(tmp_path)
+    assert cli.main(["deploy", "-i", str(prod)]) == RC.OK
     (call,) = calls
     assert call["playbook"] == SITE_PLAYBOOK
-    assert call["inventories"] == [str(PROD)]
+    assert call["inventories"] == [str(prod)]
     assert (call["limit"], call["verbosity"]) == (None, 0)
     options = {k: call[k] for k in ("tags", "skip_tags", "extra_vars", "check", "diff")}
     # Nothing beyond what was asked: the command line is plain `ansible-playbook site.yml -i`.

@@ -829,3 +829,18 @@ def test_a_secret_with_a_quote_is_refused_once_without_its_value(
     problem = _only(_check(tmp_path, project, GOOD, {**KEYS, "seaweedfs_s3_secret_key": secret}))
     assert (problem.host, problem.variable) == (None, "seaweedfs_s3_secret_key")
     assert secret not in str(problem)
+
+
+def test_placeholders_and_rustfs_default_keys_are_refused(tmp_path: Path) -> None:
+    variables = {
+        **SEAWEEDFS_BACKEND,
+        "redis_password": "CHANGE-ME-redis-0123",
+        "rustfs_secret_key": "rustfsadmin",
+    }
+    hosts = _with(FS_HOSTS, "s3", ("rustfs",))
+    problems = [p for p in _check(tmp_path, None, hosts, variables) if p.host is None]
+    assert [(p.variable, p.message.split(",")[0]) for p in problems] == [
+        ("redis_password", "is still a placeholder of the sample inventory"),
+        ("rustfs_secret_key", "is RustFS's built-in default (rustfsadmin)"),
+    ]
+    assert all("CHANGE-ME-redis" not in str(p) for p in problems)

@@ -823,6 +823,7 @@ RULES: tuple[Rule, ...] = (
     values.check_juicefs_paths,
     values.check_sentinel_quorum,
     values.check_secret_characters,
+    values.check_placeholder_secrets,
 )
 
 

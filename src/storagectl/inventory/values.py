@@ -49,6 +49,25 @@ SYSTEM_DIRS = frozenset(
     }
 )
 
+#: Every secret of the platform (no defaults; Vault in production).
+ALL_SECRETS = (
+    "seaweedfs_s3_access_key",
+    "seaweedfs_s3_secret_key",
+    "patroni_superuser_password",
+    "patroni_replication_password",
+    "patroni_rewind_password",
+    "seaweedfs_filer_db_password",
+    "redis_password",
+    "rustfs_access_key",
+    "rustfs_secret_key",
+    "juicefs_s3_access_key",
+    "juicefs_s3_secret_key",
+)
+#: What the sample inventory's placeholders start with.
+PLACEHOLDER = "CHANGE-ME"
+#: RustFS's built-in root credentials: anyone can guess them.
+RUSTFS_DEFAULT_KEY = "rustfsadmin"
+
 #: Secrets rendered into config and environment files: a quote or a line break breaks the file.
 #: (seaweedfs_filer_db_password and redis_password have stricter rules of their own.)
 SECRET_VARIABLES = (
@@ -203,24 +222,51 @@ def check_sentinel_quorum(topology: Topology) -> Iterator[Problem]:
         )
 
 
-def check_secret_characters(topology: Topology) -> Iterator[Problem]:
-    """Secrets hold no quote, backslash or line break (config and environment files cannot)."""
-    reported: set[str] = set()
+def _secret_values(topology: Topology, names: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """``(variable, value)`` of every secret set on a platform host, each variable once."""
+    seen: set[str] = set()
     for host in _platform_hosts(topology):
-        for name in SECRET_VARIABLES:
+        for name in names:
+            if name in seen:
+                continue
             try:
                 value = host.var(name, default=None)
             except VariableError:
                 continue  # the rule that needs it reports it
-            if not isinstance(value, str) or name in reported:
-                continue
-            if _UNSAFE_IN_FILES.intersection(value):
-                reported.add(name)
-                yield Problem(
-                    None,
-                    name,
-                    "contains a quote, a backslash, a tab or a line break, which the config "
-                    "and environment files it is written to cannot hold",
-                    f"generate {name} from letters, digits and '.', '_', '~', '-' "
-                    "(e.g. openssl rand -hex 24)",
-                )
+            if isinstance(value, str):
+                seen.add(name)
+                yield name, value
+
+
+def check_placeholder_secrets(topology: Topology) -> Iterator[Problem]:
+    """No secret is still a sample placeholder or RustFS's well-known default."""
+    for name, value in _secret_values(topology, ALL_SECRETS):
+        if value.startswith(PLACEHOLDER):
+            yield Problem(
+                None,
+                name,
+                "is still a placeholder of the sample inventory, not a secret",
+                f"put a real secret in {name} (in the vault file its value comes from, e.g. "
+                "openssl rand -hex 24), then encrypt that file with ansible-vault encrypt",
+            )
+        elif name.startswith("rustfs_") and value == RUSTFS_DEFAULT_KEY:
+            yield Problem(
+                None,
+                name,
+                f"is RustFS's built-in default ({RUSTFS_DEFAULT_KEY}), which anyone can guess",
+                f"set {name} to a secret of your own (e.g. openssl rand -hex 24)",
+            )
+
+
+def check_secret_characters(topology: Topology) -> Iterator[Problem]:
+    """Secrets hold no quote, backslash or line break (config and environment files cannot)."""
+    for name, value in _secret_values(topology, SECRET_VARIABLES):
+        if _UNSAFE_IN_FILES.intersection(value):
+            yield Problem(
+                None,
+                name,
+                "contains a quote, a backslash, a tab or a line break, which the config "
+                "and environment files it is written to cannot hold",
+                f"generate {name} from letters, digits and '.', '_', '~', '-' "
+                "(e.g. openssl rand -hex 24)",
+            )
