@@ -844,3 +844,20 @@ def test_placeholders_and_rustfs_default_keys_are_refused(tmp_path: Path) -> Non
         ("rustfs_secret_key", "is RustFS's built-in default (rustfsadmin)"),
     ]
     assert all("CHANGE-ME-redis" not in str(p) for p in problems)
+
+
+def test_rustfs_values_the_role_would_refuse_are_refused_first(tmp_path: Path) -> None:
+    hosts = _with(
+        FS_HOSTS,
+        "s3",
+        ("rustfs",),
+        rustfs_bind_address="0.0.0.0",  # noqa: S104 - an inventory value
+        rustfs_data_dirs=["relative/dir"],
+    )
+    variables = {**SEAWEEDFS_BACKEND, "rustfs_access_key": "key with space"}
+    problems = [p for p in _check(tmp_path, None, hosts, variables) if p.host == "s3"]
+    assert [p.variable for p in problems] == [
+        "rustfs_access_key",
+        "rustfs_bind_address",
+        "rustfs_data_dirs",
+    ]

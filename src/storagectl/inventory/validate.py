@@ -824,6 +824,7 @@ RULES: tuple[Rule, ...] = (
     values.check_sentinel_quorum,
     values.check_secret_characters,
     values.check_placeholder_secrets,
+    values.check_rustfs_values,
 )
 
 

@@ -270,3 +270,46 @@ def check_secret_characters(topology: Topology) -> Iterator[Problem]:
                 f"generate {name} from letters, digits and '.', '_', '~', '-' "
                 "(e.g. openssl rand -hex 24)",
             )
+
+
+_RUSTFS_KEY_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=._~-"
+)
+
+
+def check_rustfs_values(topology: Topology) -> Iterator[Problem]:
+    """What the rustfs role would refuse on the host, refused before any host changes: keys in
+    RustFS's character set, a concrete bind address, absolute data directories."""
+    for host in topology.group(G.RUSTFS):
+        for name in ("rustfs_access_key", "rustfs_secret_key"):
+            try:
+                value = host.var(name, default=None)
+            except VariableError:
+                continue  # check_rustfs reports it
+            if isinstance(value, str) and not set(value) <= _RUSTFS_KEY_CHARACTERS:
+                yield Problem(
+                    host.name,
+                    name,
+                    "contains a character RustFS does not take in a key",
+                    f"use letters, digits and + / = . _ ~ - in {name}",
+                )
+        bind = str(host.var("rustfs_bind_address") or "")
+        if is_wildcard(host, bind):
+            yield Problem(
+                host.name,
+                "rustfs_bind_address",
+                f"is {bind!r}: RustFS advertises the address it binds to, so it must be one",
+                "leave rustfs_bind_address unset (the storage address) or set this host's address",
+            )
+        dirs = host.var("rustfs_data_dirs")
+        if (
+            not isinstance(dirs, list)
+            or not dirs
+            or not all(isinstance(d, str) and d.startswith("/") for d in dirs)
+        ):
+            yield Problem(
+                host.name,
+                "rustfs_data_dirs",
+                f"is {dirs!r}, not a non-empty list of absolute paths",
+                "list RustFS's data directories, one per disk, e.g. [/srv/rustfs/disk1]",
+            )
