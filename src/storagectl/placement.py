@@ -43,6 +43,16 @@ def copy_count(placement: str) -> int:
     return sum(int(c) for c in placement) + 1
 
 
+#: Volumes SeaweedFS creates at once when a collection needs room, by copy count (master.toml
+#: [master.volume_growth] defaults: copy_1 = 7, copy_2 = 6, copy_3 = 3, copy_other = 1).
+GROWTH = {1: 7, 2: 6, 3: 3}
+
+
+def growth_batch(placement: str) -> int:
+    """How many volumes of placement ``XYZ`` the master creates in one growth."""
+    return GROWTH.get(copy_count(placement), 1)
+
+
 def copies(n: int) -> str:
     """``1 copy``, ``2 copies``."""
     return f"{n} cop{'y' if n == 1 else 'ies'}"
@@ -134,6 +144,58 @@ def unsatisfiable(placement: str, where: Layout) -> list[tuple[str, str]]:
             )
         )
     return found
+
+
+@dataclass
+class Slots:
+    """Free volume slots of one volume server, where it sits."""
+
+    dc: str
+    rack: str
+    server: str
+    free: int
+
+
+def _take(servers: list[Slots], n: int) -> list[Slots] | None:
+    """The ``n`` servers with the most free slots (each with at least one), or None."""
+    chosen = sorted((s for s in servers if s.free > 0), key=lambda s: -s.free)[:n]
+    return chosen if len(chosen) == n else None
+
+
+def _one_volume(placement: str, servers: list[Slots]) -> list[Slots] | None:
+    """Servers for one more volume of placement ``XYZ`` (the roomiest that fit), or None."""
+    x, y, z = (int(c) for c in placement)
+    by_dc: dict[str, dict[str, list[Slots]]] = {}
+    for slot in servers:
+        by_dc.setdefault(slot.dc, {}).setdefault(slot.rack, []).append(slot)
+    for dc in sorted(by_dc, key=lambda d: -sum(s.free for r in by_dc[d].values() for s in r)):
+        racks = by_dc[dc]
+        for rack in sorted(racks, key=lambda r: -sum(s.free for s in racks[r])):
+            main = _take(racks[rack], z + 1)
+            if main is None:
+                continue
+            others = [_take(racks[r], 1) for r in racks if r != rack]
+            other_racks = sorted((o[0] for o in others if o), key=lambda s: -s.free)[:y]
+            far = [_take([s for r in by_dc[d].values() for s in r], 1) for d in by_dc if d != dc]
+            other_dcs = sorted((f[0] for f in far if f), key=lambda s: -s.free)[:x]
+            if len(other_racks) == y and len(other_dcs) == x:
+                return main + other_racks + other_dcs
+    return None
+
+
+def placeable(placement: str, servers: Sequence[Slots], *, at_most: int) -> int:
+    """How many more volumes of placement ``XYZ`` the free slots hold (up to ``at_most``): a
+    greedy estimate that fills the roomiest servers first, as the master prefers free ones."""
+    left = [Slots(s.dc, s.rack, s.server, s.free) for s in servers]
+    count = 0
+    while count < at_most:
+        chosen = _one_volume(placement, left)
+        if chosen is None:
+            break
+        for slot in chosen:
+            slot.free -= 1
+        count += 1
+    return count
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ _GREEN = "\033[32m"
 _RED = "\033[31m"
 _BOLD = "\033[1m"
 _RESET = "\033[0m"
+_YELLOW = "\033[33m"
+_COLORS = {"OK": _GREEN, "WARN": _YELLOW, "FAIL": _RED}
 
 
 def summarise(results: Sequence[CheckResult]) -> dict[str, Any]:
@@ -65,6 +67,7 @@ def summarise(results: Sequence[CheckResult]) -> dict[str, Any]:
         "total": len(results),
         "passed": passed,
         "failed": len(results) - passed,
+        "warnings": sum(1 for r in results if r.ok and r.warning),
         "duration": round(max((r.duration for r in results), default=0.0), 3),
         "components": components,
     }
@@ -79,7 +82,8 @@ def timing_line(results: Sequence[CheckResult], elapsed: float | None = None) ->
     """``44 passed, 0 failed in 2.4 s (slowest: filer round trip lab-ha-1 1.9 s)``; without
     ``elapsed`` (the run's wall time) just the counts."""
     summary = summarise(results)
-    line = f"{summary['passed']} passed, {summary['failed']} failed"
+    warned = f" ({summary['warnings']} with warnings)" if summary["warnings"] else ""
+    line = f"{summary['passed']} passed{warned}, {summary['failed']} failed"
     worst = slowest(results)
     if elapsed is None or worst is None:
         return line
@@ -98,6 +102,12 @@ def _where(result: CheckResult) -> str:
     return result.host or result.endpoint or "-"
 
 
+def _status(result: CheckResult) -> str:
+    if not result.ok:
+        return "FAIL"
+    return "WARN" if result.warning else "OK"
+
+
 def render_table(
     results: Sequence[CheckResult], *, color: bool = False, elapsed: float | None = None
 ) -> str:
@@ -107,7 +117,7 @@ def render_table(
     if not results:
         return "No checks apply to this inventory.\n0 passed, 0 failed\n"
     headers = ("STATUS", "CHECK", "HOST / ENDPOINT", "DETAIL")
-    rows = [("OK" if r.ok else "FAIL", r.name, _where(r), r.detail) for r in results]
+    rows = [(_status(r), r.name, _where(r), r.detail) for r in results]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:3])]
 
     def line(cells: Sequence[str], status_color: str = "") -> str:
@@ -129,8 +139,8 @@ def render_table(
         for result, row in zip(results, rows, strict=True):
             if result.component != component:
                 continue
-            out.append(line(row, (_GREEN if result.ok else _RED) if color else ""))
-            if not result.ok and result.fix:
+            out.append(line(row, _COLORS[row[0]] if color else ""))
+            if (not result.ok or result.warning) and result.fix:
                 out.append(f"{' ' * (widths[0] + 2)}fix: {result.fix}")
         out.append("")
     summary = summarise(results)

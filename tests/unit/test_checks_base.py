@@ -190,6 +190,7 @@ def test_result_to_dict() -> None:
         "endpoint": "e",
         "duration": 1.235,
         "host": "h",
+        "warning": False,
     }
 
 

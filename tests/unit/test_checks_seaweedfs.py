@@ -159,10 +159,10 @@ def test_unreachable_filer_fails_quickly(
 
 def test_all_checks_includes_seaweedfs(weed_inventory: MakeInventory, project_root: Path) -> None:
     topology = load_topology([weed_inventory()], basedir=project_root)
-    # 8 SeaweedFS results; no HAProxy host, so no haproxy check applies.
+    # 8 SeaweedFS results and the capacity checks; no HAProxy host, so no haproxy check applies.
     results = run_checks(topology, all_checks(), timeout=10)
-    assert len(results) == 8
-    assert {r.component for r in results} == {"seaweedfs"}
+    assert len([r for r in results if r.component == "seaweedfs"]) == 8
+    assert {r.component for r in results} == {"seaweedfs", "capacity"}
 
 
 # --- an S3 gateway without identities (``open_s3_gateway``): anonymous access is open ----------

@@ -83,6 +83,7 @@ def test_json_document_shape() -> None:
         "total": 3,
         "passed": 2,
         "failed": 1,
+        "warnings": 0,
         "duration": 0.5,
         "components": {
             "seaweedfs": {"passed": 1, "failed": 1},
@@ -98,8 +99,27 @@ def test_json_document_shape() -> None:
         "endpoint": "http://10.0.0.5:8888/healthz",
         "duration": 0.5,
         "host": "f1",
+        "warning": False,
     }
     assert json.loads(render_json(RESULTS[:1]))["ok"] is True
+
+
+def test_a_warning_passes_but_shows_with_its_fix() -> None:
+    low = CheckResult(
+        "volume slots",
+        "capacity",
+        True,
+        "2 left",
+        fix="add servers",
+        endpoint="cluster",
+        warning=True,
+    )
+    table = render_table([low, *RESULTS[:1]])
+    assert "WARN    volume slots" in table
+    assert "fix: add servers" in table
+    assert table.rstrip().endswith("2 passed (1 with warnings), 0 failed")
+    document = json.loads(render_json([low]))
+    assert (document["ok"], document["summary"]["warnings"]) == (True, 1)
 
 
 def test_print_report_json_is_only_json() -> None:

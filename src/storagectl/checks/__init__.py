@@ -3,7 +3,7 @@
 A component plugs in by adding a module to this package that defines ``COMPONENT`` (its name,
 e.g. ``"postgres"``) and ``CHECKS`` (a list of :class:`~storagectl.checks.base.Check`, in the
 order they should be reported). Nothing else needs to change: :func:`registry` imports every
-module of the package except ``base``.
+module of the package except ``base`` and ``transfer`` (the checks' HTTP/S3 toolbox).
 """
 
 from __future__ import annotations
@@ -35,14 +35,18 @@ __all__ = [
     "run_checks",
 ]
 
-_NOT_CHECK_MODULES = frozenset({"base"})
+_NOT_CHECK_MODULES = frozenset({"base", "transfer"})
+#: Reported after every component: capacity reads what the components' servers report.
+_LAST = ("capacity",)
 
 
 @cache
 def registry() -> dict[str, list[Check]]:
-    """Component name -> its checks, from every check module of this package (sorted by name)."""
+    """Component name -> its checks, from every check module of this package (sorted by name,
+    capacity last)."""
     found: dict[str, list[Check]] = {}
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    modules = pkgutil.iter_modules(__path__)
+    for module_info in sorted(modules, key=lambda m: (m.name in _LAST, m.name)):
         if module_info.name in _NOT_CHECK_MODULES or module_info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")

@@ -54,9 +54,10 @@ _R = TypeVar("_R")
 class CheckResult:
     """The outcome of one probe.
 
-    ``fix`` is one sentence telling the operator what to look at when ``ok`` is false;
-    ``endpoint`` is what was probed (a URL, ``host:port``, or ``cluster``); ``host`` the
-    inventory host it concerns, when there is one.
+    ``fix`` is one sentence telling the operator what to look at when ``ok`` is false (or a
+    warning is raised); ``endpoint`` is what was probed (a URL, ``host:port``, or ``cluster``);
+    ``host`` the inventory host it concerns, when there is one. ``warning`` marks a passing
+    result that needs attention before it fails (capacity running low): it does not fail verify.
     """
 
     name: str
@@ -67,6 +68,7 @@ class CheckResult:
     endpoint: str = ""
     duration: float = 0.0
     host: str = ""
+    warning: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping of every field (duration rounded to milliseconds)."""

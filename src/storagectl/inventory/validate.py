@@ -27,9 +27,6 @@ __all__ = ["PORTS", "RULES", "Port", "Problem", "Service", "validate"]
 
 PLACEMENT = placement.VARIABLE
 
-# Volumes SeaweedFS creates at once when a collection needs room, by copy count
-# (master.toml [master.volume_growth]: copy_1 = 7, copy_2 = 6, copy_3 = 3, copy_other = 1).
-_GROWTH = {1: 7, 2: 6, 3: 3}
 
 # Variables whose values never appear in a message, not even in a templating error.
 _SECRET = re.compile(r"secret|password|passwd|token|access_key|private_key", re.IGNORECASE)
@@ -181,7 +178,7 @@ def check_volume_slots(topology: Topology) -> Iterator[Problem]:
         return  # check_replica_placement and check_groups report these
     x, y, z = digits
     copies = (x + 1) * (y + 1) * (z + 1)
-    growth = _GROWTH.get(copies, 1)
+    growth = placement.growth_batch(f"{x}{y}{z}")
     needed = growth * copies * 2
     total, counted, valid = 0, [], True
     for host in volumes:
