@@ -86,6 +86,40 @@ class WeedServer:
         }
 
 
+def server_args(
+    binary: str,
+    workdir: Path,
+    ports: tuple[int, int, int, int],
+    *,
+    size_limit_mb: int,
+    max_volumes: int,
+) -> list[str]:
+    """``weed server`` with a master and a volume server on 127.0.0.1 (dc1/rack1), data in
+    ``workdir/data`` and ``workdir/master``; ``ports`` are master, master gRPC, volume, volume
+    gRPC."""
+    master, master_grpc, volume, volume_grpc = ports
+    return [
+        binary,
+        "-logtostderr=true",
+        "server",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-dataCenter=dc1",
+        "-rack=rack1",
+        f"-dir={workdir / 'data'}",
+        f"-master.port={master}",
+        f"-master.port.grpc={master_grpc}",
+        "-master.peers=none",
+        f"-master.volumeSizeLimitMB={size_limit_mb}",
+        "-master.telemetry=false",
+        f"-master.dir={workdir / 'master'}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume_grpc}",
+        f"-volume.max={max_volumes}",
+        "-volume.preStopSeconds=0",
+    ]
+
+
 def _readiness(server: WeedServer) -> list[str]:
     """What is not ready yet (empty when every part of the server answers)."""
     base = f"http://{server.address}"
@@ -170,24 +204,13 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
         binary=binary,
     )
     args = [
-        binary,
-        "-logtostderr=true",
-        "server",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-dataCenter=dc1",
-        "-rack=rack1",
-        f"-dir={data}",
-        f"-master.port={master}",
-        f"-master.port.grpc={master_grpc}",
-        "-master.peers=none",
-        "-master.volumeSizeLimitMB=64",
-        "-master.telemetry=false",
-        f"-master.dir={workdir / 'master'}",
-        f"-volume.port={volume}",
-        f"-volume.port.grpc={volume_grpc}",
-        "-volume.max=20",
-        "-volume.preStopSeconds=0",
+        *server_args(
+            binary,
+            workdir,
+            (master, master_grpc, volume, volume_grpc),
+            size_limit_mb=64,
+            max_volumes=20,
+        ),
         "-filer",
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer_grpc}",

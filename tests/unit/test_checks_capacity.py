@@ -21,7 +21,7 @@ from storagectl.checks.capacity import CHECKS, min_free, redis_memory, volume_di
 from storagectl.inventory import load_topology
 from storagectl.placement import Slots, growth_batch, placeable
 from support.common import _free_ports, stop_process_group, write_inventory
-from support.weed import find_weed
+from support.weed import find_weed, server_args
 
 if TYPE_CHECKING:
     from support.redis import RedisServer
@@ -60,26 +60,9 @@ def tiny_weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyWeed]:
     (workdir / "data").mkdir()
     (workdir / "master").mkdir()
     master, master_grpc, volume, volume_grpc = _free_ports(4)
-    args = [
-        binary,
-        "-logtostderr=true",
-        "server",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-dataCenter=dc1",
-        "-rack=rack1",
-        f"-dir={workdir / 'data'}",
-        f"-master.port={master}",
-        f"-master.port.grpc={master_grpc}",
-        "-master.peers=none",
-        "-master.volumeSizeLimitMB=1",
-        "-master.telemetry=false",
-        f"-master.dir={workdir / 'master'}",
-        f"-volume.port={volume}",
-        f"-volume.port.grpc={volume_grpc}",
-        "-volume.max=2",
-        "-volume.preStopSeconds=0",
-    ]
+    args = server_args(
+        binary, workdir, (master, master_grpc, volume, volume_grpc), size_limit_mb=1, max_volumes=2
+    )
     with (workdir / "weed.log").open("wb") as log:
         process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True

@@ -77,7 +77,7 @@ def test_all_checks_run_the_haproxy_checks_with_the_rest(
 ) -> None:
     topology = load_topology([cluster_inventory(haproxy=haproxy_lb)], basedir=project_root)
     results = run_checks(topology, all_checks(), timeout=10)
-    assert {r.component for r in results} == {"seaweedfs", "haproxy"}
+    assert {r.component for r in results} == {"seaweedfs", "haproxy", "capacity"}
     assert [r.name for r in results if r.component == "haproxy"] == [
         "haproxy backends",
         "haproxy filer",
