@@ -405,12 +405,13 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from storagectl.inventory import InventoryError, groups
-    from storagectl.inventory.validate import validate
+    from storagectl.inventory.validate import collections_held, validate
 
     inventories = _inventories(args)
     try:
         topology = _load_topology(args, inventories)
         problems = validate(topology)
+        held = None if problems else collections_held(topology)
     except InventoryError as exc:
         _err(str(exc))
         if args.format == "json":
@@ -419,6 +420,8 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
         return RC.INVALID_INVENTORY
     if args.format == "json":
         document = {"ok": not problems, "problems": [asdict(p) for p in problems]}
+        if held:
+            document["collections"] = {"placement": held[0], "growable": held[1]}
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     elif problems:
         for problem in problems:
@@ -430,6 +433,11 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
             f"inventory OK: {_count(len(topology.hosts), 'host')}"
             + (f" ({summary})" if summary else "")
         )
+        if held:
+            _progress(
+                f"volume slots: {_count(held[1], 'collection')} (the default one and each S3 "
+                f"bucket) can grow once at placement {held[0]}"
+            )
     return RC.INVALID_INVENTORY if problems else RC.OK
 
 

@@ -63,6 +63,9 @@ def test_good_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert captured.out == (
         "inventory OK: 4 hosts (seaweedfs_master 3, seaweedfs_volume 3, seaweedfs_filer 3, "
         "seaweedfs_s3 1)\n"
+        # Two servers of 100 slots on one rack hold 100 pairs: 16 growth batches of 6 for 001.
+        "volume slots: 16 collections (the default one and each S3 bucket) can grow once at "
+        "placement 001\n"
     )
     assert captured.err == ""
 
@@ -91,7 +94,11 @@ def test_extra_vars_are_applied(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = _inventory(tmp_path)
     assert cli.main(["inventory", "check", "-i", str(good), "--format", "json"]) == RC.OK
-    assert json.loads(capsys.readouterr().out) == {"ok": True, "problems": []}
+    assert json.loads(capsys.readouterr().out) == {
+        "ok": True,
+        "problems": [],
+        "collections": {"placement": "001", "growable": 16},
+    }
 
     bad = _inventory(tmp_path, seaweedfs_s3_secret_key="")
     argv = ["inventory", "check", "-i", str(bad), "--format", "json"]

@@ -222,6 +222,27 @@ def check_volume_slots(topology: Topology) -> Iterator[Problem]:
         )
 
 
+def collections_held(topology: Topology) -> tuple[str, int] | None:
+    """``(placement, N)``: how many collections (the default one and each S3 bucket) the
+    inventory's volume slots let grow once at the masters' placement; None when weed sizes the
+    servers from their free space (``seaweedfs_volume_max: 0``) or there is nothing to count.
+    Meant for an inventory that passed :func:`validate`."""
+    value = _placement_value(topology)
+    _, volumes = _group(topology, "seaweedfs_volume")
+    if placement.digits(value) is None or not volumes:
+        return None
+    slots = []
+    for host in volumes:
+        per_dir = _whole_number(_var(host, "seaweedfs_volume_max"))
+        if not per_dir:
+            return None
+        dc, rack = placement.location(host)
+        free = per_dir * len(_var(host, "seaweedfs_volume_dirs"))
+        slots.append(placement.Slots(dc, rack, host.name, free))
+    batch = placement.growth_batch(str(value))
+    return str(value), placement.placeable(str(value), slots, at_most=100_000) // batch
+
+
 # --- S3 credentials --------------------------------------------------------------------------
 
 _S3_KEYS = (("seaweedfs_s3_access_key", 3), ("seaweedfs_s3_secret_key", 8))
