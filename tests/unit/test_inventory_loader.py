@@ -238,3 +238,5 @@ def test_real_project_defaults(tmp_path: Path) -> None:
     assert m1.var("seaweedfs_volume_port") == 8080
     assert m1.var("seaweedfs_filer_port") == 8888
     assert m1.var("seaweedfs_s3_port") == 8333
+    # Group names are literal: the roles define no <group>_group override.
+    assert m1.var("seaweedfs_master_group", default=None) is None

@@ -10,9 +10,9 @@ import yaml
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 ROLE_DIRS = sorted(p for p in ROLES.iterdir() if (p / "defaults" / "main.yml").is_file())
 # Variable prefixes a role may use besides its own name. seaweedfs_: the cluster-wide SeaweedFS
-# contract. patroni: postgres_group and postgresql_port, the PostgreSQL contract the haproxy and
-# filer roles and the checks read (each marked "noqa: var-naming[no-role-prefix]" there).
-SHARED_PREFIXES = {"patroni": ("postgres_", "postgresql_")}
+# contract. patroni: postgresql_port, the PostgreSQL contract the haproxy and filer roles and the
+# checks read (marked "noqa: var-naming[no-role-prefix]" there).
+SHARED_PREFIXES = {"patroni": ("postgresql_",)}
 
 
 def _load(path: Path) -> dict:
