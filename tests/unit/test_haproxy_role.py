@@ -275,7 +275,7 @@ def test_preflight_refuses_postgres_listeners_without_members(tmp_path: Path) ->
     result = _run(tmp_path, inventory)
     assert result.returncode != 0
     assert "haproxy_postgres_enabled is true, but group" in result.stdout
-    assert "postgres_group" in result.stdout
+    assert "group 'postgres' has no hosts" in result.stdout
     assert not (out / "lb1.cfg").exists()
 
 
@@ -300,5 +300,5 @@ def test_preflight_refuses_missing_s3_gateways(tmp_path: Path) -> None:
     result = _run(tmp_path, inventory)
     assert result.returncode != 0
     assert "haproxy_seaweedfs_s3_enabled: false" in result.stdout
-    assert "seaweedfs_s3_group" in result.stdout
+    assert "group 'seaweedfs_s3' has no hosts" in result.stdout
     assert not list(out.glob("*.cfg"))
