@@ -194,7 +194,7 @@ class Lab:
     def patroni_healthy(self) -> bool:
         """Every postgres host is listed, exactly one leads, every other is a running replica."""
         members = self.patroni_members() or {}
-        hosts = self.names(self.topology.group_var_name(POSTGRES))
+        hosts = self.names(POSTGRES)
         return (
             sorted(members) == sorted(hosts)
             and len(leaders(list(members.values()))) == 1

@@ -35,7 +35,7 @@ def mountpoint(lab: Lab, name: str) -> str:
 
 
 def unit(lab: Lab, name: str) -> str:
-    return unit_for(mountpoint(lab, name))
+    return unit_for(lab.topology.hosts[name])
 
 
 def mounted(lab: Lab, name: str) -> bool:
