@@ -521,11 +521,6 @@ def _key_problems(host: Host, keys: Iterable[tuple[str, int]], why: str) -> Iter
             )
 
 
-def _truthy(value: object) -> bool:
-    """Ansible's idea of a true boolean variable (true, "yes", "1", ...)."""
-    return str(value).strip().lower() in ("true", "yes", "on", "1")
-
-
 SENTINEL_ENABLED = "redis_sentinel_enabled"
 #: Sentinel settings the Redis hosts and the JuiceFS clients (their metadata URL) must share.
 SENTINEL_SHARED = (SENTINEL_ENABLED, "redis_sentinel_port", "redis_sentinel_master_name")
@@ -545,7 +540,7 @@ def check_redis(topology: Topology) -> Iterator[Problem]:
     names = {h.name for h in hosts}
     yield from _sentinel_agreement([*hosts, *(c for c in clients if c.name not in names)])
     first = hosts[0]
-    if _truthy(_var(first, SENTINEL_ENABLED)):
+    if values.truthy(_var(first, SENTINEL_ENABLED)):
         if len(hosts) < SENTINEL_MINIMUM:
             yield Problem(
                 first.name,
@@ -798,7 +793,7 @@ def check_ports(topology: Topology) -> Iterator[Problem]:
             for s in PORTS
             if host.name in members[s.group]
             and (s.only_with is None or members[s.only_with])
-            and (s.enabled_by is None or _truthy(_var(host, s.enabled_by)))
+            and (s.enabled_by is None or values.truthy(_var(host, s.enabled_by)))
         ]
         taken: dict[int, str] = {}
         for item in _host_ports(host, services):

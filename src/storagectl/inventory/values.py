@@ -70,16 +70,8 @@ RUSTFS_DEFAULT_KEY = "rustfsadmin"
 
 #: Secrets rendered into config and environment files: a quote or a line break breaks the file.
 #: (seaweedfs_filer_db_password and redis_password have stricter rules of their own.)
-SECRET_VARIABLES = (
-    "seaweedfs_s3_access_key",
-    "seaweedfs_s3_secret_key",
-    "patroni_superuser_password",
-    "patroni_replication_password",
-    "patroni_rewind_password",
-    "rustfs_access_key",
-    "rustfs_secret_key",
-    "juicefs_s3_access_key",
-    "juicefs_s3_secret_key",
+SECRET_VARIABLES = tuple(
+    name for name in ALL_SECRETS if name not in ("seaweedfs_filer_db_password", "redis_password")
 )
 _UNSAFE_IN_FILES = frozenset("\"'\\\n\r\t")
 
@@ -91,6 +83,11 @@ def _platform_hosts(topology: Topology) -> list[Host]:
         for host in topology.group(name):
             seen.setdefault(host.name, host)
     return list(seen.values())
+
+
+def truthy(value: object) -> bool:
+    """Ansible's idea of a true boolean variable (true, "yes", "1", ...)."""
+    return str(value).strip().lower() in ("true", "yes", "on", "1")
 
 
 def check_addresses(topology: Topology) -> Iterator[Problem]:
@@ -203,7 +200,7 @@ def check_juicefs_paths(topology: Topology) -> Iterator[Problem]:
 def check_sentinel_quorum(topology: Topology) -> Iterator[Problem]:
     """With Sentinel, the quorum is between 1 and the number of Sentinels."""
     hosts = topology.group(G.REDIS)
-    if not hosts or str(hosts[0].var("redis_sentinel_enabled")).lower() not in ("true", "1"):
+    if not hosts or not truthy(hosts[0].var("redis_sentinel_enabled")):
         return
     quorum = hosts[0].var("redis_sentinel_quorum")
     try:
