@@ -179,6 +179,7 @@ def test_ha_inventory(tmp_path: Path, lab_secrets: dict[str, str]) -> None:
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(key.resolve()),
         "ansible_ssh_common_args": SSH_COMMON_ARGS,
+        "ansible_host_key_checking": False,
         "ansible_python_interpreter": "/usr/bin/python3",
     }
     assert hosts["hosts"]["lab-ha-2"] == {

@@ -42,6 +42,9 @@ def hosts_document(specs: list[MachineSpec], key: Path) -> dict[str, Any]:
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(key.resolve()),
                 "ansible_ssh_common_args": SSH_COMMON_ARGS,
+                # The lab's machines get new host keys at every `up`: the same choice as the
+                # ssh options above, told to Ansible too (Mitogen's connections read this one).
+                "ansible_host_key_checking": False,
                 "ansible_python_interpreter": "/usr/bin/python3",
             },
             "hosts": {spec.name: host_vars(spec) for spec in specs},
