@@ -19,7 +19,7 @@ import pytest
 from storagectl.checks.redis import REDIS, SentinelView
 from storagectl.inventory import Topology
 from storagectl.lab import topology as topo
-from storagectl.lab.inventory import SSH_COMMON_ARGS, write_inventory
+from storagectl.lab.inventory import ssh_common_args, write_inventory
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -151,7 +151,7 @@ def test_ssh_uses_the_inventory_connection(ha_topology: Topology) -> None:
     assert argv[0] == "ssh"
     assert argv[argv.index("-i") + 1] == "/lab/id_ed25519"
     joined = " ".join(argv)
-    assert shlex.join(shlex.split(SSH_COMMON_ARGS)) in joined
+    assert shlex.join(shlex.split(ssh_common_args(Path("/lab/known_hosts")))) in joined
     assert "BatchMode=yes" in joined
     assert argv[-2:] == ["root@10.213.0.12", "systemctl start 'x y'"]
 

@@ -18,7 +18,7 @@ from storagectl.inventory import load_topology
 from storagectl.inventory.validate import validate
 from storagectl.lab import TOPOLOGIES, LabError, image, machines, network, prereq, state
 from storagectl.lab import topology as topo
-from storagectl.lab.inventory import SSH_COMMON_ARGS, lab_vars, write_inventory
+from storagectl.lab.inventory import lab_vars, ssh_common_args, write_inventory
 from storagectl.lab.lifecycle import check_compatible
 
 ROOT = "/checkout"
@@ -178,10 +178,12 @@ def test_ha_inventory(tmp_path: Path, lab_secrets: dict[str, str]) -> None:
     assert hosts["vars"] == {
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(key.resolve()),
-        "ansible_ssh_common_args": SSH_COMMON_ARGS,
-        "ansible_host_key_checking": False,
+        "ansible_ssh_common_args": ssh_common_args(tmp_path / "known_hosts"),
         "ansible_python_interpreter": "/usr/bin/python3",
     }
+    ssh_args = hosts["vars"]["ansible_ssh_common_args"]
+    assert "StrictHostKeyChecking=yes" in ssh_args
+    assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in ssh_args
     assert hosts["hosts"]["lab-ha-2"] == {
         "ansible_host": "10.213.0.12",
         "storage_address": "10.213.0.12",
@@ -517,3 +519,32 @@ def test_ha_inventory_with_rustfs_passes_the_deployment_rules(
     topology = load_topology([inv])
     assert [str(p) for p in validate(topology)] == []
     assert [h.name for h in topology.group("rustfs")] == ["lab-edge-1"]
+
+
+def test_known_hosts_records_every_key_of_every_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = topo.machines("ha", 3)[:2]
+    asked: list[list[str]] = []
+
+    def fake_run(args: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        asked.append(args)
+        name = args[2]
+        out = f"ssh-ed25519 AAAA{name} root@x\necdsa-sha2-nistp256 BBBB{name} root@x\n"
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
+
+    monkeypatch.setattr(machines, "run", fake_run)
+    text = machines.known_hosts(specs)
+    assert text.splitlines() == [
+        f"{specs[0].address} ssh-ed25519 AAAA{specs[0].container}",
+        f"{specs[0].address} ecdsa-sha2-nistp256 BBBB{specs[0].container}",
+        f"{specs[1].address} ssh-ed25519 AAAA{specs[1].container}",
+        f"{specs[1].address} ecdsa-sha2-nistp256 BBBB{specs[1].container}",
+    ]
+    # read inside each machine, not over the network
+    assert [a[:3] for a in asked] == [["podman", "exec", s.container] for s in specs]
+
+    def no_keys(args: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, stdout="", stderr="")
+
+    monkeypatch.setattr(machines, "run", no_keys)
+    with pytest.raises(LabError, match="no SSH host key"):
+        machines.known_hosts(specs)

@@ -16,7 +16,7 @@ from storagectl import paths
 from storagectl.lab import image, machines, network, state
 from storagectl.lab import topology as topo
 from storagectl.lab.errors import LabError
-from storagectl.lab.inventory import write_inventory
+from storagectl.lab.inventory import KNOWN_HOSTS_FILE, write_inventory
 from storagectl.lab.prereq import READ_TOOLS, check_prerequisites
 from storagectl.lab.proc import Progress, elapsed, step
 
@@ -95,6 +95,7 @@ def _up(topology: str, storage_hosts: int, progress: Progress) -> Path:
             progress=progress,
         )
         machines.wait_ready(specs, key=key, progress=progress)
+        state.write_private(key.with_name(KNOWN_HOSTS_FILE), machines.known_hosts(specs))
     inventory = write_inventory(
         paths.LAB_INVENTORY,
         topology=topology,

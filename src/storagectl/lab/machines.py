@@ -196,6 +196,23 @@ def probe(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProcess
         return None
 
 
+def host_keys(spec: MachineSpec) -> list[str]:
+    """The machine's SSH host public keys (``TYPE BASE64``), read inside it through podman."""
+    result = run(
+        ["podman", "exec", spec.container, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"],
+        timeout=30,
+    )
+    keys = [" ".join(line.split()[:2]) for line in result.stdout.splitlines() if line.strip()]
+    if not keys:
+        raise LabError(f"{spec.name}: no SSH host key in /etc/ssh of {spec.container}")
+    return keys
+
+
+def known_hosts(specs: list[MachineSpec]) -> str:
+    """A known_hosts file for the machines: each address with each of its host keys."""
+    return "".join(f"{spec.address} {key}\n" for spec in specs for key in host_keys(spec))
+
+
 def ssh_command(key: Path, address: str, *command: str) -> list[str]:
     """An ssh command line that runs ``command`` as root on ``address`` with the lab key."""
     return ["ssh", "-i", str(key), *SSH_OPTIONS, f"root@{address}", *command]
