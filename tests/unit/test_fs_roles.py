@@ -37,7 +37,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def _defaults(*roles: str) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
+    """The roles' defaults, and the units' sandboxing every inventory gets (group_vars/all)."""
+    shared = yaml.safe_load((ROOT / "group_vars" / "all" / "main.yml").read_text())
+    merged: dict[str, Any] = {"storage_unit_hardening": shared["storage_unit_hardening"]}
     for role in roles:
         merged |= yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
     return merged

@@ -1,4 +1,4 @@
-"""Secrets and SSH host keys.
+"""Secrets, SSH host keys and sandboxed units.
 
 No secret on a command line or in an artifact: a whole deploy at -vvv is run while every lab
 host and the controller list their processes' command lines (``ps -eww -o args``) every 50 ms;
@@ -10,6 +10,10 @@ remote command line and in the controller's ssh command line, so a secret passed
 caught here (Mitogen, the default strategy, would hide it in its own channel).
 
 A host whose SSH key is not the one recorded in the lab's known_hosts is refused.
+
+Every daemon unit is sandboxed: `systemd-analyze security` on the lab hosts holds each at 5.0
+or less, the JuiceFS mounts at 7.0 or less (tests/unit/test_unit_hardening.py scores the
+rendered files, RustFS's too, without a lab).
 """
 
 from __future__ import annotations
@@ -147,3 +151,34 @@ def test_a_host_whose_key_changed_is_refused(lab: Lab, tmp_path: Path) -> None:
         -3000:
     ]
     assert lab.run(target.name, "stat -c %Y /etc/haproxy/haproxy.cfg").stdout == before
+
+
+#: Units held to a bar by `systemd-analyze security` (their overall exposure, 0 to 10).
+HARDENED = ("seaweedfs-*", "etcd", "patroni", "haproxy", "redis-server", "redis-sentinel")
+BAR = 5.0
+#: A FUSE mount must be made in the host's mount namespace: no ProtectSystem and the like.
+JUICEFS_BAR = 7.0
+EXPOSURE = re.compile(r"Overall exposure level for (?P<unit>\S+): (?P<score>[0-9.]+)")
+
+
+def test_every_daemon_unit_is_sandboxed(lab: Lab) -> None:
+    """`systemd-analyze security` of every daemon on every lab host, held to the bars."""
+    scores: dict[str, float] = {}
+    for name in lab.topology.hosts:
+        patterns = " ".join(f"'{p}.service'" for p in (*HARDENED, "juicefs-*"))
+        listed = lab.run(name, f"systemctl list-units --plain --no-legend {patterns}").stdout
+        units = [line.split()[0] for line in listed.splitlines() if line.strip()]
+        for unit in units:
+            out = lab.run(name, f"systemd-analyze security --no-pager {unit}").stdout
+            found = EXPOSURE.search(out)
+            assert found, f"{name} {unit}: {out[-500:]}"
+            scores[f"{name} {unit}"] = float(found["score"])
+    print("\n".join(f"{key}: {value}" for key, value in sorted(scores.items())))
+    assert any("juicefs-" in key for key in scores), scores
+    assert any("etcd" in key for key in scores), scores
+    over = {
+        key: value
+        for key, value in scores.items()
+        if value > (JUICEFS_BAR if " juicefs-" in key else BAR)
+    }
+    assert not over, f"units above the bar: {over}"
