@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 
 from storagectl import cli, runner
 from storagectl.exitcodes import RC
+from storagectl.inventory.values import ALLOW_PLAIN_VAULT
 from storagectl.paths import PROJECT_ROOT, SITE_PLAYBOOK
 
 PROD = PROJECT_ROOT / "inventories" / "prod"
@@ -38,12 +40,19 @@ def _dump(path: Path, data: dict[str, Any]) -> None:
     path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False))
 
 
-def _copy(tmp_path: Path) -> Path:
-    """The sample with its placeholders replaced by test secrets (as an operator would)."""
+def _copy(tmp_path: Path, *, encrypt_with: Path | None = None) -> Path:
+    """The sample with its placeholders replaced by test secrets (as an operator would), its
+    vault file encrypted with the password in ``encrypt_with``, or else left in clear with the
+    demo override the unencrypted-vault rule asks for."""
     target = tmp_path / "prod"
     shutil.copytree(PROD, target)
     vault = target / "group_vars" / "all" / "vault.yml"
     _dump(vault, {name: f"test-{name[6:].replace('_', '-')}-0123456789" for name in _load(vault)})
+    if encrypt_with is None:
+        _dump(target / "group_vars" / "all" / "demo.yml", {ALLOW_PLAIN_VAULT: True})
+    else:
+        secret = VaultSecret(encrypt_with.read_bytes().strip())
+        vault.write_bytes(VaultLib([("default", secret)]).encrypt(vault.read_text()))
     return target
 
 
@@ -66,6 +75,30 @@ def test_prod_inventory_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert captured.out.startswith("inventory OK: 21 hosts (seaweedfs_master 3, ")
     assert "redis 3, rustfs 1" in captured.out
     assert captured.err == ""
+
+
+def test_prod_inventory_with_an_encrypted_vault_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    password = tmp_path / "vault-password"
+    password.write_text("correct horse battery staple\n")
+    inventory = _copy(tmp_path, encrypt_with=password)
+    args = ["inventory", "check", "-i", str(inventory), "--vault-password-file", str(password)]
+    assert cli.main(args) == RC.OK
+    assert capsys.readouterr().out.startswith("inventory OK: 21 hosts")
+
+
+def test_prod_inventory_with_a_vault_in_clear_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = _copy(tmp_path)
+    (inventory / "group_vars" / "all" / "demo.yml").unlink()
+    assert cli.main(["inventory", "check", "-i", str(inventory)]) == RC.INVALID_INVENTORY
+    out = capsys.readouterr().out
+    vault = inventory / "group_vars" / "all" / "vault.yml"
+    assert f"{vault}: is a vault file that is not encrypted" in out
+    assert f"ansible-vault encrypt {vault}" in out
+    assert "1 problem" in out
 
 
 def test_prod_vault_holds_only_placeholders() -> None:

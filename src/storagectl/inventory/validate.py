@@ -837,6 +837,7 @@ RULES: tuple[Rule, ...] = (
     values.check_sentinel_quorum,
     values.check_secret_characters,
     values.check_placeholder_secrets,
+    values.check_vault_encrypted,
     values.check_rustfs_values,
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import posixpath
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storagectl.endpoints import is_wildcard
@@ -252,6 +253,43 @@ def check_placeholder_secrets(topology: Topology) -> Iterator[Problem]:
                 name,
                 f"is RustFS's built-in default ({RUSTFS_DEFAULT_KEY}), which anyone can guess",
                 f"set {name} to a secret of your own (e.g. openssl rand -hex 24)",
+            )
+
+
+#: Set true to deploy from a vault file kept unencrypted (a demo), despite the rule below.
+ALLOW_PLAIN_VAULT = "storagectl_allow_unencrypted_vault"
+VAULT_HEADER = "$ANSIBLE_VAULT;"
+
+
+def vault_files(sources: list[Path]) -> list[Path]:
+    """Files of the inventory named as vault files: ``vault.yml``/``vault.yaml``/``vault``, or
+    anything under a ``vault/`` directory, in its group_vars and host_vars."""
+    found: list[Path] = []
+    for source in sources:
+        base = source if source.is_dir() else source.parent
+        for kind in ("group_vars", "host_vars"):
+            for path in sorted((base / kind).rglob("*")) if (base / kind).is_dir() else []:
+                named = path.stem == "vault" or "vault" in path.relative_to(base / kind).parts[:-1]
+                if path.is_file() and named and path not in found:
+                    found.append(path)
+    return found
+
+
+def check_vault_encrypted(topology: Topology) -> Iterator[Problem]:
+    """A vault file of the inventory is encrypted (secrets in clear on disk and in Git are not
+    secrets), unless the inventory says it is a demo."""
+    if truthy(topology.var(ALLOW_PLAIN_VAULT, default=False)):
+        return
+    for path in vault_files(topology.sources):
+        with path.open("rb") as handle:
+            head = handle.read(len(VAULT_HEADER)).decode("ascii", errors="replace")
+        if head != VAULT_HEADER:
+            yield Problem(
+                None,
+                str(path),
+                "is a vault file that is not encrypted: its secrets are in clear on disk",
+                f"run ansible-vault encrypt {path} (and pass --vault-password-file to deploy); "
+                f"for a throwaway demo only, set {ALLOW_PLAIN_VAULT}: true",
             )
 
 
