@@ -17,7 +17,14 @@ import requests
 
 from storagectl.checks import run_checks
 from storagectl.checks.base import CheckResult
-from storagectl.checks.capacity import CHECKS, min_free, redis_memory, volume_disk
+from storagectl.checks.capacity import (
+    CHECKS,
+    min_free,
+    parse_df,
+    postgres_disk,
+    redis_memory,
+    volume_disk,
+)
 from storagectl.inventory import load_topology
 from storagectl.placement import Slots, growth_batch, placeable
 from support.common import _free_ports, stop_process_group, write_inventory
@@ -168,7 +175,40 @@ def test_redis_memory_thresholds(
     assert seen == {"fine": (True, False), "warn": (True, True), "fail": (False, False)}
 
 
+def test_postgres_disk_thresholds(tmp_path: Path, project_root: Path) -> None:
+    """``df`` of the data directory, run on the host as ssh would (a local host here)."""
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
+    seen = {}
+    for name, overrides in {
+        "fine": {"patroni_disk_warn_percent": 100, "patroni_disk_fail_percent": 100},
+        "warn": {"patroni_disk_warn_percent": 0, "patroni_disk_fail_percent": 100},
+        "fail": {"patroni_disk_fail_percent": 0},
+        "absent": {"patroni_data_dir": str(tmp_path / "no-such-dir")},
+    }.items():
+        host = {"ansible_connection": "local", "patroni_data_dir": str(data_dir), **overrides}
+        inventory = write_inventory(tmp_path / name, {"postgres": {"pg1": host}})
+        topology = load_topology([inventory], basedir=project_root)
+        [result] = run_checks(topology, [postgres_disk], timeout=10)
+        seen[name] = (result.ok, result.warning)
+        if name != "absent":
+            assert f"{data_dir}: " in result.detail
+            assert "% used" in result.detail
+    assert seen == {
+        "fine": (True, False),
+        "warn": (True, True),
+        "fail": (False, False),
+        "absent": (False, False),
+    }
+
+
 # --- the pure parts ----------------------------------------------------------------------------
+
+
+def test_parse_df() -> None:
+    out = "Filesystem 1-blocks Used Available Capacity Mounted on\n/dev/sda1 1000 250 750 25% /\n"
+    assert parse_df(out) == (1000, 750)
+    assert parse_df("df: /x: No such file or directory\n") is None
 
 
 def test_placeable_counts_what_the_racks_can_hold() -> None:

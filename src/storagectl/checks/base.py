@@ -244,7 +244,7 @@ def host_check(
 ) -> Callable[[HostFunc], Check]:
     """Declare ``func(topology, host, ctx)`` as a check run once per host of ``group``.
 
-    ``group`` is the logical component group (its ``<group>_group`` override is honoured);
+    ``group`` is the inventory group whose hosts it checks;
     ``endpoint(topology, host)`` names what the task probes, for reports and timeouts.
     """
 

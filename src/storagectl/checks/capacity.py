@@ -8,9 +8,11 @@ no free volumes left`` and its writes fail; meanwhile a probe of another collect
 A volume directory below ``-minFreeSpace`` turns read-only; a Redis at ``maxmemory`` with
 ``noeviction`` turns the JuiceFS file system read-only.
 
+A PostgreSQL that cannot write WAL stops, and the filers (their metadata is there) with it.
+
 These checks read what the servers report (the leader's ``/dir/status``, each volume server's
-``/status``, Redis ``INFO memory``) and WARN before the limit (thresholds are role defaults),
-FAIL once writes are refused.
+``/status``, Redis ``INFO memory``, ``df`` of the PostgreSQL data directory over ssh) and WARN
+before the limit (thresholds are role defaults), FAIL once writes are refused.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Any
 import requests
 
 from storagectl import placement as placements
+from storagectl import remote
 from storagectl.checks.base import CheckContext, CheckResult, cluster_check, host_check
 from storagectl.checks.redis import connect, redis_fix, redis_port
 from storagectl.checks.seaweedfs import UNITS, _dir_status, _expected_placement
 from storagectl.checks.transfer import http_error, http_session
 from storagectl.endpoints import weed_url
 from storagectl.inventory import Host, Topology
-from storagectl.inventory.groups import MASTER, REDIS, VOLUME
+from storagectl.inventory.groups import MASTER, POSTGRES, REDIS, VOLUME
 
 COMPONENT = "capacity"
 
@@ -306,4 +309,68 @@ def redis_memory(topology: Topology, host: Host, ctx: CheckContext) -> CheckResu
     )
 
 
-CHECKS = [volume_slots, writable_volumes, volume_disk, redis_memory]
+# --- PostgreSQL disk ---------------------------------------------------------------------------
+
+
+def parse_df(output: str) -> tuple[int, int] | None:
+    """(size, available) bytes from ``df -P -B1 PATH`` (its last line), or None."""
+    lines = [line.split() for line in output.strip().splitlines()]
+    if len(lines) < 2 or len(lines[-1]) < 4:
+        return None
+    try:
+        return int(lines[-1][1]), int(lines[-1][3])
+    except ValueError:
+        return None
+
+
+@host_check("postgres disk", COMPONENT, group=POSTGRES)
+def postgres_disk(topology: Topology, host: Host, ctx: CheckContext) -> CheckResult:
+    """How full the file system of ``patroni_data_dir`` is, read with ``df`` over ssh."""
+    data_dir = str(host.var("patroni_data_dir"))
+    fix_ssh = f"Check that this machine reaches {host.name} over ssh as Ansible does."
+    try:
+        result = remote.run(host, "df", "-P", "-B1", data_dir, timeout=ctx.timeout, check=False)
+    except remote.RemoteError as exc:
+        return CheckResult("postgres disk", COMPONENT, False, str(exc), fix=fix_ssh, host=host.name)
+    sizes = parse_df(result.stdout) if result.returncode == 0 else None
+    if sizes is None or sizes[0] == 0:
+        detail = (result.stderr.strip().splitlines() or ["no answer"])[-1]
+        return CheckResult(
+            "postgres disk",
+            COMPONENT,
+            False,
+            f"df {data_dir}: {detail}",
+            fix=fix_ssh if result.returncode == 255 else f"Is {data_dir} there on {host.name}?",
+            host=host.name,
+        )
+    size, available = sizes
+    used = 100.0 * (size - available) / size
+    warn = float(host.var("patroni_disk_warn_percent"))
+    fail = float(host.var("patroni_disk_fail_percent"))
+    detail = f"{data_dir}: {used:.0f} % used, {available / 2**30:.1f} GiB free"
+    fix = (
+        f"Grow the file system of {data_dir} on {host.name}, or free space there (old WAL is "
+        "kept for a replica that is gone or a failing archive_command: see patronictl list)."
+    )
+    if used >= fail:
+        return CheckResult(
+            "postgres disk",
+            COMPONENT,
+            False,
+            f"{detail}, at or above {fail:.0f} %: PostgreSQL stops when it cannot write WAL",
+            fix=fix,
+            host=host.name,
+        )
+    low = used >= warn
+    return CheckResult(
+        "postgres disk",
+        COMPONENT,
+        True,
+        detail + (f", above {warn:.0f} %" if low else ""),
+        fix=fix if low else "",
+        host=host.name,
+        warning=low,
+    )
+
+
+CHECKS = [volume_slots, writable_volumes, volume_disk, redis_memory, postgres_disk]
