@@ -61,6 +61,25 @@ def write_inventory(
     return directory
 
 
+def run_playbook(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``ansible-playbook ARGS`` with the project's ansible.cfg, no colour, output captured."""
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    }
+    return subprocess.run(
+        ["ansible-playbook", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
 def stop_process_group(process: subprocess.Popen[bytes], grace: float = 3.0) -> None:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds.
 

@@ -9,7 +9,6 @@ the only allowed finding is that the ExecStart binary is missing.
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from support.common import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "roles"
@@ -144,16 +145,7 @@ def _render(
     (out / "o1").mkdir()
     (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp / "render.yml").write_text(playbook)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(tmp / "hosts.yml"), str(tmp / "render.yml")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        cwd=tmp,
-        timeout=180,
-    )
+    result = run_playbook("-i", str(tmp / "hosts.yml"), str(tmp / "render.yml"), cwd=tmp)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return {str(p.relative_to(out)): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
 

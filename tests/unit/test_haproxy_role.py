@@ -9,7 +9,6 @@ three HAProxy hosts, each a variant of the settings; the role defaults sit in th
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from storagectl.checks import haproxy as checks
+from support.common import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "haproxy"
@@ -120,21 +120,7 @@ PLAYBOOK = f"""\
 def _run(tmp: Path, inventory: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp / "render.yml").write_text(PLAYBOOK)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-    }
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(tmp / "hosts.yml"), str(tmp / "render.yml")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        cwd=tmp,
-        timeout=120,
-    )
+    return run_playbook("-i", str(tmp / "hosts.yml"), str(tmp / "render.yml"), cwd=tmp, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,15 @@ another server's keys without comparing."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from support.common import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "redis"
@@ -86,15 +86,8 @@ def decide(tmp_path: Path, answers: dict[str, dict[str, Any]]) -> tuple[str, str
     ]
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
+    result = run_playbook(
+        "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), cwd=tmp_path, timeout=120
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     decision = json.loads(out.read_text())

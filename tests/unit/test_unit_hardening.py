@@ -10,7 +10,6 @@ test (molecule/ha/tests/test_6_security.py) scores the live units on the lab hos
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from support.common import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "roles"
@@ -126,26 +127,17 @@ def scoring_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     (tmp / "vars.yml").write_text(yaml.safe_dump(_vars()))
     (tmp / "render.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"@{tmp / 'vars.yml'}",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(tmp / "render.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
+    result = run_playbook(
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"@{tmp / 'vars.yml'}",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        str(tmp / "render.yml"),
         cwd=tmp,
-        timeout=180,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return root

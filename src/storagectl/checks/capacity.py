@@ -255,6 +255,39 @@ def volume_disk(topology: Topology, host: Host, ctx: CheckContext) -> list[Check
     return [_disk_result(host, disk, margin) for disk in disks or [] if isinstance(disk, dict)]
 
 
+def _share_result(
+    name: str,
+    host: Host,
+    share: float,
+    detail: str,
+    *,
+    limits: tuple[str, str],
+    refused: str,
+    fix: str,
+) -> CheckResult:
+    """OK, WARN from the percentage in role default ``limits[0]``, FAIL from ``limits[1]``."""
+    warn, fail = (float(host.var(limit)) for limit in limits)
+    if share >= fail:
+        return CheckResult(
+            name,
+            COMPONENT,
+            False,
+            f"{detail}, at or above {fail:.0f} %: {refused}",
+            fix=fix,
+            host=host.name,
+        )
+    low = share >= warn
+    return CheckResult(
+        name,
+        COMPONENT,
+        True,
+        detail + (f", above {warn:.0f} %" if low else ""),
+        fix=fix if low else "",
+        host=host.name,
+        warning=low,
+    )
+
+
 # --- Redis memory ------------------------------------------------------------------------------
 
 
@@ -281,31 +314,18 @@ def redis_memory(topology: Topology, host: Host, ctx: CheckContext) -> CheckResu
     used = int(info.get("used_memory") or 0)
     limit = int(info.get("maxmemory") or 0) or int(info.get("total_system_memory") or 0)
     share = 100.0 * used / limit if limit else 0.0
-    warn = float(host.var("redis_memory_warn_percent"))
-    fail = float(host.var("redis_memory_fail_percent"))
-    detail = f"{used / 2**20:.0f} MiB used of {limit / 2**20:.0f} MiB ({share:.0f} %)"
-    fix = (
-        f"Raise redis_maxmemory (and the host's memory) on {host.name}, or remove data from the "
-        "JuiceFS volume (and empty its trash): at maxmemory, noeviction refuses every write."
-    )
-    if share >= fail:
-        return CheckResult(
-            "redis memory",
-            COMPONENT,
-            False,
-            f"{detail}, at or above {fail:.0f} %: metadata writes are about to be refused",
-            fix=fix,
-            host=host.name,
-        )
-    low = share >= warn
-    return CheckResult(
+    return _share_result(
         "redis memory",
-        COMPONENT,
-        True,
-        detail + (f", above {warn:.0f} %" if low else ""),
-        fix=fix if low else "",
-        host=host.name,
-        warning=low,
+        host,
+        share,
+        f"{used / 2**20:.0f} MiB used of {limit / 2**20:.0f} MiB ({share:.0f} %)",
+        limits=("redis_memory_warn_percent", "redis_memory_fail_percent"),
+        refused="metadata writes are about to be refused",
+        fix=(
+            f"Raise redis_maxmemory (and the host's memory) on {host.name}, or remove data from "
+            "the JuiceFS volume (and empty its trash): at maxmemory, noeviction refuses every "
+            "write."
+        ),
     )
 
 
@@ -345,31 +365,17 @@ def postgres_disk(topology: Topology, host: Host, ctx: CheckContext) -> CheckRes
         )
     size, available = sizes
     used = 100.0 * (size - available) / size
-    warn = float(host.var("patroni_disk_warn_percent"))
-    fail = float(host.var("patroni_disk_fail_percent"))
-    detail = f"{data_dir}: {used:.0f} % used, {available / 2**30:.1f} GiB free"
-    fix = (
-        f"Grow the file system of {data_dir} on {host.name}, or free space there (old WAL is "
-        "kept for a replica that is gone or a failing archive_command: see patronictl list)."
-    )
-    if used >= fail:
-        return CheckResult(
-            "postgres disk",
-            COMPONENT,
-            False,
-            f"{detail}, at or above {fail:.0f} %: PostgreSQL stops when it cannot write WAL",
-            fix=fix,
-            host=host.name,
-        )
-    low = used >= warn
-    return CheckResult(
+    return _share_result(
         "postgres disk",
-        COMPONENT,
-        True,
-        detail + (f", above {warn:.0f} %" if low else ""),
-        fix=fix if low else "",
-        host=host.name,
-        warning=low,
+        host,
+        used,
+        f"{data_dir}: {used:.0f} % used, {available / 2**30:.1f} GiB free",
+        limits=("patroni_disk_warn_percent", "patroni_disk_fail_percent"),
+        refused="PostgreSQL stops when it cannot write WAL",
+        fix=(
+            f"Grow the file system of {data_dir} on {host.name}, or free space there (old WAL is "
+            "kept for a replica that is gone or a failing archive_command: see patronictl list)."
+        ),
     )
 
 
