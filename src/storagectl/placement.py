@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,14 +43,17 @@ def copy_count(placement: str) -> int:
     return sum(int(c) for c in placement) + 1
 
 
-#: Volumes SeaweedFS creates at once when a collection needs room, by copy count (master.toml
-#: [master.volume_growth] defaults: copy_1 = 7, copy_2 = 6, copy_3 = 3, copy_other = 1).
-GROWTH = {1: 7, 2: 6, 3: 3}
+#: The variable (seaweedfs_master role default) that the masters' master.toml
+#: [master.volume_growth] is rendered from: ``{copy_1: 7, copy_2: 6, copy_3: 3, copy_other: 1}``.
+GROWTH_VARIABLE = "seaweedfs_master_volume_growth"
 
 
-def growth_batch(placement: str) -> int:
-    """How many volumes of placement ``XYZ`` the master creates in one growth."""
-    return GROWTH.get(copy_count(placement), 1)
+def growth_batch(placement: str, growth: Mapping[str, Any]) -> int:
+    """How many volumes of placement ``XYZ`` the master creates in one growth, by its copy count
+    (``growth``: the [master.volume_growth] settings, GROWTH_VARIABLE)."""
+    count = copy_count(placement)
+    key = f"copy_{count}" if count <= 3 else "copy_other"
+    return int(growth.get(key, growth.get("copy_other", 1)))
 
 
 def copies(n: int) -> str:

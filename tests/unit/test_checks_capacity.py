@@ -219,7 +219,10 @@ def test_placeable_counts_what_the_racks_can_hold() -> None:
     assert placeable("010", servers, at_most=100) == 3  # one copy in each rack: rack2 limits
     assert placeable("100", servers, at_most=100) == 0  # one data center
     assert placeable("000", servers, at_most=4) == 4
-    assert [growth_batch(p) for p in ("000", "001", "011", "111")] == [7, 6, 3, 1]
+    growth = {"copy_1": 7, "copy_2": 6, "copy_3": 3, "copy_other": 1}
+    assert [growth_batch(p, growth) for p in ("000", "001", "011", "111")] == [7, 6, 3, 1]
+    assert growth_batch("001", {"copy_2": 2, "copy_other": 1}) == 2
+    assert growth_batch("111", {"copy_1": 7}) == 1  # copy_other's own default
 
 
 def test_min_free_reads_percentages_and_sizes() -> None:

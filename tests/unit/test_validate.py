@@ -861,3 +861,19 @@ def test_rustfs_values_the_role_would_refuse_are_refused_first(tmp_path: Path) -
         "rustfs_bind_address",
         "rustfs_data_dirs",
     ]
+
+
+def test_a_smaller_growth_batch_needs_fewer_slots(tmp_path: Path, project: Path) -> None:
+    growth = {"copy_1": 7, "copy_2": 2, "copy_3": 3, "copy_other": 1}
+    small = {"seaweedfs_volume_max": 4, "seaweedfs_master_volume_growth": growth}
+    assert _check(tmp_path, project, GOOD, small) == []  # 2 x 2 x 2 = 8 <= 12
+
+
+@pytest.mark.parametrize(
+    "growth",
+    [{"copy_1": 7}, {"copy_1": 7, "copy_2": 0, "copy_3": 3, "copy_other": 1}, "six", None],
+)
+def test_a_bad_growth_batch_is_refused(tmp_path: Path, project: Path, growth: object) -> None:
+    problem = _only(_check(tmp_path, project, GOOD, {"seaweedfs_master_volume_growth": growth}))
+    assert problem.variable == "seaweedfs_master_volume_growth"
+    assert "copy_other" in problem.message

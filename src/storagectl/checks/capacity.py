@@ -1,7 +1,8 @@
 """Capacity checks: is the cluster about to refuse writes, or refusing them already?
 
 A SeaweedFS cluster with free disks can still refuse writes: every collection (each S3 bucket is
-one) grows volumes in batches (``placement.growth_batch``: 6 at a time for ``001``), and a batch
+one) grows volumes in batches (``placement.growth_batch``: by default 6 at a time for ``001``,
+``seaweedfs_master_volume_growth``), and a batch
 needs free volume slots on servers that can hold the placement (two servers of one rack for
 ``001``). When no batch fits, a collection whose volumes are full gets ``No writable volumes and
 no free volumes left`` and its writes fail; meanwhile a probe of another collection stays green.
@@ -106,7 +107,7 @@ def volume_slots(topology: Topology, ctx: CheckContext) -> list[CheckResult]:
     slots = _slots(body)
     results = []
     for placement, collections in sorted(_in_use(topology, _layouts(body)).items()):
-        batch = placements.growth_batch(placement)
+        batch = placements.growth_batch(placement, topology.var(placements.GROWTH_VARIABLE))
         needed = batch * (len(collections) + 1)
         room = placements.placeable(placement, slots, at_most=needed)
         where = f"placement {placement}"

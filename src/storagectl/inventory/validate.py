@@ -174,11 +174,12 @@ def check_volume_slots(topology: Topology) -> Iterator[Problem]:
     """Enough volume slots for the default collection and one S3 bucket to grow once."""
     digits = placement.digits(_placement_value(topology))
     _, volumes = _group(topology, "seaweedfs_volume")
-    if digits is None or not volumes:
-        return  # check_replica_placement and check_groups report these
-    x, y, z = digits
-    copies = (x + 1) * (y + 1) * (z + 1)
-    growth = placement.growth_batch(f"{x}{y}{z}")
+    growth_settings = topology.var(placement.GROWTH_VARIABLE, default=None)
+    if digits is None or not volumes or not values.valid_growth(growth_settings):
+        return  # check_replica_placement, check_groups and check_volume_growth report these
+    wanted = "".join(str(d) for d in digits)
+    copies = placement.copy_count(wanted)
+    growth = placement.growth_batch(wanted, growth_settings)
     needed = growth * copies * 2
     total, counted, valid = 0, [], True
     for host in volumes:
@@ -213,7 +214,7 @@ def check_volume_slots(topology: Topology) -> Iterator[Problem]:
             None,
             "seaweedfs_volume_max",
             f"the volume servers have {total} volume slots ({', '.join(counted)}), but placement "
-            f'"{x}{y}{z}" stores {placement.copies(copies)} of each volume and SeaweedFS grows a '
+            f'"{wanted}" stores {placement.copies(copies)} of each volume and SeaweedFS grows a '
             f"collection {growth} volumes at a time: the default collection and one S3 bucket "
             f"need {growth} x {copies} x 2 = {needed}",
             f"raise seaweedfs_volume_max (every further bucket takes {growth * copies} more "
@@ -229,7 +230,8 @@ def collections_held(topology: Topology) -> tuple[str, int] | None:
     Meant for an inventory that passed :func:`validate`."""
     value = _placement_value(topology)
     _, volumes = _group(topology, "seaweedfs_volume")
-    if placement.digits(value) is None or not volumes:
+    growth = topology.var(placement.GROWTH_VARIABLE, default=None)
+    if placement.digits(value) is None or not volumes or not values.valid_growth(growth):
         return None
     slots = []
     for host in volumes:
@@ -239,7 +241,7 @@ def collections_held(topology: Topology) -> tuple[str, int] | None:
         dc, rack = placement.location(host)
         free = per_dir * len(_var(host, "seaweedfs_volume_dirs"))
         slots.append(placement.Slots(dc, rack, host.name, free))
-    batch = placement.growth_batch(str(value))
+    batch = placement.growth_batch(str(value), growth)
     return str(value), placement.placeable(str(value), slots, at_most=100_000) // batch
 
 
@@ -822,6 +824,7 @@ RULES: tuple[Rule, ...] = (
     values.check_addresses,
     check_groups,
     check_master_count,
+    values.check_volume_growth,
     check_replica_placement,
     check_volume_slots,
     check_s3_credentials,

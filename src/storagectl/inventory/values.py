@@ -256,6 +256,36 @@ def check_placeholder_secrets(topology: Topology) -> Iterator[Problem]:
             )
 
 
+_GROWTH_KEYS = ("copy_1", "copy_2", "copy_3", "copy_other")
+
+
+def valid_growth(value: object) -> bool:
+    """Whether ``value`` is a [master.volume_growth] mapping: copy_1, copy_2, copy_3 and
+    copy_other, each a whole number of at least 1."""
+    return (
+        isinstance(value, dict)
+        and set(value) == set(_GROWTH_KEYS)
+        and all(str(value[key]).isdigit() and int(value[key]) >= 1 for key in _GROWTH_KEYS)
+    )
+
+
+def check_volume_growth(topology: Topology) -> Iterator[Problem]:
+    """The masters' growth batches ([master.volume_growth]) are whole numbers of at least 1."""
+    name = "seaweedfs_master_volume_growth"
+    if not topology.group(G.MASTER):
+        return
+    value = topology.var(name, default=None)
+    if not valid_growth(value):
+        yield Problem(
+            None,
+            name,
+            f"is {value!r}, not a mapping of copy_1, copy_2, copy_3 and copy_other to whole "
+            "numbers of at least 1",
+            "set it like the default, {copy_1: 7, copy_2: 6, copy_3: 3, copy_other: 1}, "
+            "with the batch sizes you want",
+        )
+
+
 #: Set true to deploy from a vault file kept unencrypted (a demo), despite the rule below.
 ALLOW_PLAIN_VAULT = "storagectl_allow_unencrypted_vault"
 VAULT_HEADER = "$ANSIBLE_VAULT;"
