@@ -20,6 +20,7 @@ from storagectl.endpoints import is_wildcard
 from storagectl.inventory import groups as G  # noqa: N812 - the group names, short
 from storagectl.inventory.loader import VariableError
 from storagectl.inventory.problem import Problem
+from storagectl.placement import GROWTH_VARIABLE
 
 if TYPE_CHECKING:
     from storagectl.inventory.loader import Host, Topology
@@ -271,7 +272,7 @@ def valid_growth(value: object) -> bool:
 
 def check_volume_growth(topology: Topology) -> Iterator[Problem]:
     """The masters' growth batches ([master.volume_growth]) are whole numbers of at least 1."""
-    name = "seaweedfs_master_volume_growth"
+    name = GROWTH_VARIABLE
     if not topology.group(G.MASTER):
         return
     value = topology.var(name, default=None)
@@ -281,8 +282,8 @@ def check_volume_growth(topology: Topology) -> Iterator[Problem]:
             name,
             f"is {value!r}, not a mapping of copy_1, copy_2, copy_3 and copy_other to whole "
             "numbers of at least 1",
-            "set it like the default, {copy_1: 7, copy_2: 6, copy_3: 3, copy_other: 1}, "
-            "with the batch sizes you want",
+            "set it like the role default (roles/seaweedfs_master/defaults/main.yml), with the "
+            "batch sizes you want",
         )
 
 
